@@ -226,12 +226,18 @@ def gpu_setup(args: argparse.Namespace, work: Path, data_dir: Path) -> Setup:
 # --------------------------------------------------------------------------- running
 
 
+def _lm_model_args(setup: Setup, args: argparse.Namespace) -> dict[str, Any]:
+    # the same log-softmax dtype on both sides, so the numbers are comparable and the work equal
+    extra = {} if args.softmax_dtype == "model" else {"softmax_dtype": args.softmax_dtype}
+    return {"dtype": setup.dtype, **extra}
+
+
 def run_lm(setup: Setup, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out = {}
     for job in setup.jobs:
         kwargs: dict[str, Any] = dict(
             num_fewshot=job.shots, limit=job.limit, batch_size=args.lm_eval_batch_size,
-            work_dir=work / f"lm_eval_{job.task}", device=args.device, model_args={"dtype": setup.dtype},
+            work_dir=work / f"lm_eval_{job.task}", device=args.device, model_args=_lm_model_args(setup, args),
         )
         run = run_lm_eval_group if job.group else run_lm_eval
         out[job.task] = run(setup.model_dir, job.task, job.lm_docs, **kwargs)
@@ -243,7 +249,8 @@ def run_gm(setup: Setup, args: argparse.Namespace, work: Path, rep: int) -> dict
     for job in setup.jobs:
         out[job.task] = evaluate(
             RunSpec(
-                model="hf", model_args=f"pretrained={setup.model_dir},dtype={setup.dtype}", tasks=(job.task,),
+                model="hf", tasks=(job.task,),
+                model_args=f"pretrained={setup.model_dir},dtype={setup.dtype},softmax_dtype={args.softmax_dtype}",
                 num_fewshot=job.shots, limit=job.limit, batch_size=args.batch_size, device=args.device,
                 data_dir=job.data_dir, db=f"sqlite:///{work}/gapmeter-{job.task}-{rep}.sqlite",
             )
@@ -316,6 +323,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="alternate the two harnesses N times; best counts")
     ap.add_argument("--peak_tflops", type=float, default=None, help="override the GPU's dense bf16 peak")
     ap.add_argument("--smoke", action="store_true", help="gpu preset at toy size (checks the script)")
+    ap.add_argument(
+        "--softmax_dtype", default="float32",
+        help="log-softmax dtype on both sides (float32: gapmeter's default; model: lm-eval's default)",
+    )
     args = ap.parse_args()
     gpu = args.preset == "gpu"
     args.docs = args.docs or (1000 if gpu else 200)

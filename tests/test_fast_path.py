@@ -10,7 +10,6 @@ backend reports one ``RequestStats`` per answered request.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +67,9 @@ def _score(model: HFModel, reqs: list[LoglikelihoodRequest]) -> tuple[list[Any],
     return out, stats
 
 
-def _bf16_step(x: float) -> float:
-    return 2.0 ** (math.floor(math.log2(max(abs(x), 1e-3))) - 7)
+#: bf16 weights: KV reuse changes GEMM shapes and so bf16 rounding of activations. Measured on the
+#: tiny models: up to 1.2e-3 relative, the same as lm-eval's own batch_size 8 vs 1 (1.2e-3).
+BF16_REL = 2e-3
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
@@ -83,7 +83,7 @@ def test_fast_path_equals_plain_path(tiny_model_factory: Any, kind: str, dtype: 
         assert model.prefix_cache
         fast, _ = _score(model, reqs)
         for n, ((ll, greedy), (pll, pgreedy)) in enumerate(zip(fast, plain, strict=True)):
-            tol = 1e-4 if dtype == "float32" else _bf16_step(pll)
+            tol = 1e-4 if dtype == "float32" else max(1e-4, BF16_REL * abs(pll))
             assert ll == pytest.approx(pll, abs=tol), f"request {n}, batch_size {bs}"
             assert greedy == pgreedy, f"request {n}, batch_size {bs}"
 

@@ -2,9 +2,10 @@
 
 Scoring follows lm-evaluation-harness 0.4.13's HFLM so per-sample numbers match: the same
 tokenisation of (context, continuation) pairs, left truncation to ``max_length + 1``, a plain
-right-padded forward without attention mask, the log-softmax, gather and sum in the model's dtype
-(lm-eval's default ``softmax_dtype=None``: bf16 weights give bf16-rounded loglikelihoods), and
-greedy generation through ``generate`` with the same stop handling. Differences are deliberate
+right-padded forward without attention mask, the log-softmax, gather and sum in float32 (lm-eval's
+``softmax_dtype=float32``; ``softmax_dtype=model`` keeps the model's dtype, lm-eval's default
+``softmax_dtype=None``, where bf16 weights give bf16-rounded loglikelihoods; for float32 weights
+the two are the same), and greedy generation through ``generate`` with the same stop handling. Differences are deliberate
 and never change a number beyond float rounding: the log-softmax is taken only at continuation
 positions, identical forward inputs are computed once, inputs sharing a context run it once and
 reuse its KV cache (``models/prefix_cache.py``; ``prefix_cache=false`` turns that off), and
@@ -52,6 +53,15 @@ def _resolve_dtype(name: str | None) -> torch.dtype | str:
     return _DTYPES[name]
 
 
+def _resolve_softmax_dtype(name: str | None) -> torch.dtype | None:
+    """``None`` means the logits' own dtype (lm-eval's ``softmax_dtype=None``)."""
+    if name is None or name in ("model", "none", "None"):
+        return None
+    if name not in _DTYPES:
+        raise ConfigError(f"--model_args softmax_dtype={name!r}: use model or one of {', '.join(_DTYPES)}")
+    return _DTYPES[name]
+
+
 def _resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -81,6 +91,7 @@ class HFModel:
         add_bos_token: bool | None = None,
         trust_remote_code: bool = False,
         prefix_cache: bool = True,
+        softmax_dtype: str | None = "float32",
     ) -> None:
         import transformers
 
@@ -88,6 +99,7 @@ class HFModel:
         self.revision = revision
         self.device = _resolve_device(device)
         self.add_bos_token = add_bos_token
+        self.softmax_dtype = _resolve_softmax_dtype(softmax_dtype)
         path = Path(pretrained)
         if path.exists() and not (path / "config.json").is_file():
             raise ConfigError(f"--model_args pretrained={pretrained}: no config.json there; not a HuggingFace model directory")
@@ -177,6 +189,7 @@ class HFModel:
             "dtype": str(self.dtype).replace("torch.", ""),
             "max_length": self.max_length,
             "add_bos_token": self.add_bos_token,
+            "softmax_dtype": "model" if self.softmax_dtype is None else str(self.softmax_dtype).replace("torch.", ""),
             "architecture": type(self.model).__name__,
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
         }
@@ -338,8 +351,8 @@ class HFModel:
                 for i in members[k]:
                     cont = pairs[i][1]
                     # Each row holds the last `width` positions; this continuation is the tail.
-                    # Gathered and summed as lm-eval does: a [1, n] tensor in the model's dtype on
-                    # the model's device (a bf16 sum is rounded to bf16 there too).
+                    # Gathered and summed as lm-eval does: a [1, n] tensor in the softmax dtype on
+                    # the model's device (with softmax_dtype=model a bf16 sum is rounded to bf16 too).
                     target = torch.tensor([cont], dtype=torch.long, device=logprobs.device)
                     tail = logprobs[-len(cont) :].unsqueeze(0)
                     lp = torch.gather(tail, 2, target.unsqueeze(-1)).squeeze(-1)
@@ -361,7 +374,7 @@ class HFModel:
                 rows = prefix_cache_module.forward_groups(
                     self.model, [groups[g] for g in batch], inputs, widths,
                     pad_id=self.tokenizer.pad_token_id or 0, device=self.device,
-                    logits_to_keep=self._accepts_logits_to_keep,
+                    logits_to_keep=self._accepts_logits_to_keep, softmax_dtype=self.softmax_dtype,
                 )
                 emit(rows, started)
 
@@ -385,9 +398,9 @@ class HFModel:
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Log-probs and their argmax at the last ``width`` positions of each (right-padded) input.
 
-        The log-softmax keeps the logits' dtype, as lm-eval's does (``softmax_dtype=None``): with
-        bf16/fp16 weights that rounding is part of the numbers lm-eval reports, and is_greedy is
-        the argmax of the rounded log-probs. Results stay on the model's device.
+        The log-softmax runs in ``softmax_dtype`` (float32 by default; ``None`` keeps the logits'
+        dtype as lm-eval's default does, and then bf16 rounding is part of the numbers and
+        is_greedy is the argmax of the rounded log-probs). Results stay on the model's device.
         """
         pad = self.tokenizer.pad_token_id or 0
         longest = max(len(x) for x in inputs)
@@ -408,7 +421,7 @@ class HFModel:
         out = []
         for row, (x, width) in enumerate(zip(inputs, widths, strict=True)):
             end = len(x) - first
-            logprobs = F.log_softmax(logits[row, end - width : end], dim=-1)  # [width, vocab]
+            logprobs = F.log_softmax(logits[row, end - width : end], dim=-1, dtype=self.softmax_dtype)  # [width, vocab]
             out.append((logprobs, logprobs.argmax(dim=-1)))
         return out
 
@@ -533,7 +546,7 @@ def rolling_windows(tokens: list[int], prefix_token: int, max_seq_len: int) -> l
 def load_hf(args: dict[str, str], *, device: str | None, batch_size: int | str) -> HFModel:
     known = {
         "pretrained", "revision", "dtype", "max_length", "add_bos_token", "trust_remote_code", "max_batch_size",
-        "device", "batch_size", "prefix_cache",
+        "device", "batch_size", "prefix_cache", "softmax_dtype",
     }
     unknown = set(args) - known
     if unknown:
@@ -551,4 +564,5 @@ def load_hf(args: dict[str, str], *, device: str | None, batch_size: int | str) 
         add_bos_token=parse_bool(args.get("add_bos_token"), name="add_bos_token"),
         trust_remote_code=bool(parse_bool(args.get("trust_remote_code"), name="trust_remote_code")),
         prefix_cache=parse_bool(args.get("prefix_cache"), name="prefix_cache") is not False,
+        softmax_dtype=args.get("softmax_dtype", "float32"),
     )

@@ -135,10 +135,11 @@ def forward_groups(
     pad_id: int,
     device: torch.device,
     logits_to_keep: bool,
+    softmax_dtype: torch.dtype | None = torch.float32,
 ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
     """``(input index, log-probs [width, vocab], argmax [width])`` for every member of ``groups``.
 
-    The log-softmax keeps the logits' dtype, as lm-eval's does (see ``HFModel``).
+    The log-softmax runs in ``softmax_dtype`` (``None``: the logits' dtype; see ``HFModel``).
     """
     # 1. prefixes, right-padded, decoder only
     prefix_w = max(g.prefix_len for g in groups)
@@ -181,6 +182,6 @@ def forward_groups(
     out = []
     for row, (s, k) in enumerate(zip(suffixes, keys, strict=True)):
         end = len(s) - first
-        logprobs = F.log_softmax(logits[row, end - widths[k] : end], dim=-1)
+        logprobs = F.log_softmax(logits[row, end - widths[k] : end], dim=-1, dtype=softmax_dtype)
         out.append((k, logprobs, logprobs.argmax(dim=-1)))
     return out

@@ -5,7 +5,7 @@ offsets), score every prompt token (log-prob and top-k), and decode a continuati
 (greedy or sampled, stopping on stop strings, EOS or the token limit).
 
 The HF model is the ``hf`` backend's (``load_hf``): the same tokenisation (``tok_encode``), the
-same weights and dtype, the log-softmax in the model's dtype, so loglikelihoods through the API
+same weights and dtype, the log-softmax in the backend's ``softmax_dtype`` (float32 unless told), so loglikelihoods through the API
 match the in-process backend's. All torch work runs on one worker thread, one call at a time.
 """
 
@@ -142,7 +142,7 @@ class HFServed:
         with torch.no_grad():
             x = torch.tensor([ids[:-1]], dtype=torch.long, device=self.hf.device)
             logits = self.model(x, use_cache=False).logits[0]  # [n-1, vocab]
-            logprobs = torch.log_softmax(logits, dim=-1)  # in the model's dtype, as hf's backend
+            logprobs = torch.log_softmax(logits, dim=-1, dtype=self.hf.softmax_dtype)  # as hf's backend
             target = torch.tensor(ids[1:], dtype=torch.long, device=logprobs.device)
             chosen = logprobs.gather(1, target[:, None])[:, 0].float().tolist()
             k = max(1, min(top_k, logprobs.shape[-1]))
