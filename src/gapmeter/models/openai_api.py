@@ -457,6 +457,8 @@ def _stats(reply: ApiReply, local_prompt_tokens: int | None) -> RequestStats:
         completion_tokens=completion_tokens if isinstance(completion_tokens, int) else None,
         usage_reported=reported,
         retries=reply.retries,
+        # the reply's own end, not the batcher's flush up to 50 ms later (throughput windows)
+        finished_at=time.perf_counter(),
     )
 
 
@@ -476,6 +478,7 @@ def _merge_stats(a: RequestStats | None, b: RequestStats) -> RequestStats:
         retries=a.retries + b.retries,
         failed=a.failed or b.failed,
         error=a.error or b.error,
+        finished_at=max((t for t in (a.finished_at, b.finished_at) if t is not None), default=None),
     )
 
 
