@@ -8,6 +8,13 @@ still failing after ``max_retries`` retries raises :class:`RequestFailed`, which
 into a failed request (stored as failed, asked again on resume, never scored).
 
 The API key is sent in the ``Authorization`` header only; no message built here contains it.
+
+The transport is aiohttp on one connection pool (``concurrency`` connections, kept alive). It
+replaced httpx here because the client's CPU per request is the harness overhead the user pays
+at high concurrency: against the same local server (``bench/api_overhead.py``), a bare httpx
+``AsyncClient`` loop needed 1.0-1.9 ms of client CPU per request (httpx's request/response
+models, then httpcore, then anyio's cancel scopes around every socket read and write), a bare
+aiohttp loop 0.35-0.7 ms. httpx is still used for the few synchronous calls (``/models``).
 """
 
 from __future__ import annotations
@@ -16,14 +23,14 @@ import asyncio
 import email.utils
 import json
 import random
-import socket
-import ssl
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from gapmeter.errors import GapmeterError
 from gapmeter.models.rate_limit import RateLimiter
@@ -81,8 +88,9 @@ class RetryPolicy:
         return cap * (0.5 + 0.5 * rng.random())  # "equal jitter": at least half the backoff
 
 
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date)."""
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date);
+    ``headers`` is case-insensitive (aiohttp's, httpx's)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
@@ -103,24 +111,35 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(body: bytes, reason: str | None) -> str:
     """The server's error text (OpenAI's ``{"error": {"message": ...}}`` or the raw body), short."""
     try:
-        body = response.json()
+        parsed = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        text = response.text.strip()
-        return text[:300] if text else response.reason_phrase
-    if isinstance(body, dict):
-        err = body.get("error", body.get("detail", body))
+        text = body.decode("utf-8", "replace").strip()
+        return text[:300] if text else (reason or "")
+    if isinstance(parsed, dict):
+        err = parsed.get("error", parsed.get("detail", parsed))
         if isinstance(err, dict):
             err = err.get("message", err)
         return str(err)[:300]
-    return str(body)[:300]
+    return str(parsed)[:300]
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment (``HTTP(S)_PROXY``, ``NO_PROXY``) names for ``url``, as httpx
+    and requests pick it; resolved once per client, not per request."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return proxy
 
 
 class ApiClient:
-    """An async HTTP client bound to one server; used inside one event loop at a time, by
-    ``concurrency`` workers, each passing its index as ``worker``."""
+    """An async HTTP client bound to one server; used inside one event loop at a time, by up to
+    ``concurrency`` concurrent callers."""
 
     def __init__(
         self,
@@ -142,40 +161,34 @@ class ApiClient:
         self.retry = retry
         self.limiter = limiter
         self.rng = random.Random(seed)
-        self._clients: list[httpx.AsyncClient] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._proxy = env_proxy(self.base_url)
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
 
     async def __aenter__(self) -> ApiClient:
-        """One single-connection client per concurrent worker.
-
-        httpcore's shared pool scans every connection for every request (quadratic at 128
-        connections: most of the client's CPU); a connection per worker makes that O(1) and is
-        what a fixed-concurrency evaluator needs anyway.
-        """
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        # One TLS context for all (loading the CA bundle costs ~0.1 s); none for http://.
-        tls: ssl.SSLContext | bool = False if self.base_url.startswith("http://") else ssl.create_default_context()
-        for _ in range(self.concurrency):
-            transport = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                # Headers and body go out as two writes: without TCP_NODELAY, Nagle's algorithm
-                # can hold the body until the server's delayed ACK (~40 ms on Linux).
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                verify=tls,
-            )
-            self._clients.append(httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 30.0)),
-                transport=transport,
-                follow_redirects=False,
-            ))
+        # One pool of `concurrency` kept-alive connections (aiohttp sets TCP_NODELAY on each).
+        # trust_env stays off: with it aiohttp looks up proxies and ~/.netrc in a thread on every
+        # request; the proxy is resolved once above instead. No cookies: an API needs none.
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
+                                         ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            # Per socket operation, as before: `timeout` bounds every wait for bytes (a slow
+            # generation that keeps streaming is never cut), connecting at most 30 s.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout_s, 30.0),
+                                          sock_read=self.timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=True,
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        clients, self._clients = self._clients, []
-        for client in clients:
-            await client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
@@ -189,7 +202,6 @@ class ApiClient:
         *,
         estimated_tokens: int,
         stream_delta: Callable[[dict[str, Any]], str | None] | None = None,
-        worker: int = 0,
     ) -> ApiReply:
         """POST ``payload``; ``parse`` turns the JSON body (or, when streaming, the joined text)
         into the result. A ``parse`` raising KeyError/TypeError/ValueError/IndexError marks the
@@ -199,83 +211,106 @@ class ApiClient:
             if self.limiter.active:
                 await self.limiter.acquire(estimated_tokens)
             try:
-                http = self._clients[worker]
                 if stream_delta is None:
-                    return await self._once(http, path, payload, parse, attempt)
-                return await self._once_stream(http, path, payload, parse, stream_delta, attempt)
+                    return await self._once(path, payload, parse, attempt)
+                return await self._once_stream(path, payload, parse, stream_delta, attempt)
             except TransientError as err:
                 if attempt >= self.retry.max_retries:
                     raise RequestFailed(err.reason, retries=attempt, unreachable=err.unreachable) from None
                 await asyncio.sleep(self.retry.delay(attempt, err.retry_after, self.rng))
                 attempt += 1
 
-    async def _once(self, http: httpx.AsyncClient, path: str, payload: dict[str, Any],
-                    parse: Callable[[Any], Any], attempt: int) -> ApiReply:
+    async def _once(self, path: str, payload: dict[str, Any], parse: Callable[[Any], Any],
+                    attempt: int) -> ApiReply:
+        assert self._session is not None, "use ApiClient inside `async with`"
         url = self.url(path)
+        data = json.dumps(payload).encode()
         t0 = time.perf_counter()
         try:
-            response = await http.post(url, json=payload)
-        except httpx.HTTPError as err:
+            async with self._session.post(url, data=data, proxy=self._proxy) as response:
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as err:
             raise self._transport_error(err, url) from None
         latency = time.perf_counter() - t0
-        self._check_status(response, url)
+        self._check_status(response.status, response.reason, response.headers, raw, url)
         try:
-            body = response.json()
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise TransientError(f"malformed JSON from {url} (HTTP {response.status_code})") from None
+            raise TransientError(f"malformed JSON from {url} (HTTP {response.status})") from None
         result = self._parse(parse, body, url)
         usage = body.get("usage") if isinstance(body, dict) else None
         return ApiReply(result, latency, None, usage if isinstance(usage, dict) else None, attempt)
 
     async def _once_stream(
         self,
-        http: httpx.AsyncClient,
         path: str,
         payload: dict[str, Any],
         parse: Callable[[Any], Any],
         delta_of: Callable[[dict[str, Any]], str | None],
         attempt: int,
     ) -> ApiReply:
+        assert self._session is not None, "use ApiClient inside `async with`"
         url = self.url(path)
+        data = json.dumps(payload).encode()
         parts: list[str] = []
         usage: dict[str, Any] | None = None
         ttft: float | None = None
-        finished = False
+        finished = False  # the answer is complete ([DONE] or a finish_reason)
         t0 = time.perf_counter()
+
+        def on_line(line: bytes) -> bool:
+            """One line of the event stream; True at ``data: [DONE]``."""
+            nonlocal usage, ttft, finished
+            if not line.startswith(b"data:"):
+                return False  # blank separators, ": keep-alive" comments, "event:" lines
+            event = line[5:].strip()
+            if event == b"[DONE]":
+                finished = True
+                return True
+            try:
+                chunk = json.loads(event)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise TransientError(f"malformed JSON in the event stream from {url}") from None
+            if not isinstance(chunk, dict):
+                raise TransientError(f"malformed event in the stream from {url}")
+            if "error" in chunk:
+                raise TransientError(f"error in the event stream from {url}: {str(chunk['error'])[:200]}")
+            try:
+                delta = delta_of(chunk)
+            except (KeyError, TypeError, IndexError, ValueError):
+                raise TransientError(f"unexpected event shape in the stream from {url}") from None
+            if delta:
+                if ttft is None:
+                    ttft = time.perf_counter() - t0
+                parts.append(delta)
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            choices = chunk.get("choices") or []
+            if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
+                finished = True  # some servers end without [DONE]
+            return False
+
         try:
-            async with http.stream("POST", url, json=payload) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    self._check_status(response, url)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, ": keep-alive" comments, "event:" lines
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        finished = True
+            async with self._session.post(url, data=data, proxy=self._proxy) as response:
+                if response.status != 200:
+                    raw = await response.read()
+                    self._check_status(response.status, response.reason, response.headers, raw, url)
+                # Lines are split here: aiohttp's readline refuses lines longer than its buffer,
+                # and an echoed prompt is one long line.
+                pending = b""
+                done = False
+                async for piece in response.content.iter_any():
+                    lines = (pending + piece).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        if on_line(line.rstrip(b"\r")):
+                            done = True
+                            break
+                    if done:
                         break
-                    try:
-                        chunk = json.loads(data)
-                    except json.JSONDecodeError:
-                        raise TransientError(f"malformed JSON in the event stream from {url}") from None
-                    if not isinstance(chunk, dict):
-                        raise TransientError(f"malformed event in the stream from {url}")
-                    if "error" in chunk:
-                        raise TransientError(f"error in the event stream from {url}: {str(chunk['error'])[:200]}")
-                    try:
-                        delta = delta_of(chunk)
-                    except (KeyError, TypeError, IndexError, ValueError):
-                        raise TransientError(f"unexpected event shape in the stream from {url}") from None
-                    if delta:
-                        if ttft is None:
-                            ttft = time.perf_counter() - t0
-                        parts.append(delta)
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    choices = chunk.get("choices") or []
-                    if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
-                        finished = True  # some servers end without [DONE]
-        except httpx.HTTPError as err:
+                if not done and pending:
+                    on_line(pending.rstrip(b"\r"))
+        except (aiohttp.ClientError, TimeoutError) as err:
             raise self._transport_error(err, url) from None
         latency = time.perf_counter() - t0
         if not finished:
@@ -284,16 +319,16 @@ class ApiClient:
         return ApiReply(result, latency, ttft, usage if isinstance(usage, dict) else None, attempt)
 
     # ---------------------------------------------------------- classification
-    def _check_status(self, response: httpx.Response, url: str) -> None:
-        code = response.status_code
+    def _check_status(self, code: int, reason: str | None, headers: Mapping[str, str], body: bytes,
+                      url: str) -> None:
         if code < 400:
             return
         if code in RETRYABLE_STATUS:
             raise TransientError(
-                f"HTTP {code} from {url}: {_server_message(response)}",
-                retry_after=parse_retry_after(response.headers),
+                f"HTTP {code} from {url}: {_server_message(body, reason)}",
+                retry_after=parse_retry_after(headers),
             )
-        message = _server_message(response)
+        message = _server_message(body, reason)
         if code in (401, 403):
             raise ApiFatalError(
                 f"HTTP {code} from {url}: {message} (check the API key in ${self.key_source})"
@@ -302,13 +337,12 @@ class ApiClient:
             raise ApiFatalError(f"HTTP 404 from {url}: {message} (check base_url and model)")
         raise ApiFatalError(f"HTTP {code} from {url}: {message}")
 
-    def _transport_error(self, err: httpx.HTTPError, url: str) -> TransientError:
-        if isinstance(err, httpx.TimeoutException):
+    def _transport_error(self, err: BaseException, url: str) -> TransientError:
+        if isinstance(err, TimeoutError):  # aiohttp's connect/read timeouts are TimeoutErrors
             return TransientError(f"timeout after {self.timeout_s:g}s waiting for {url}")
-        if isinstance(err, httpx.ConnectError):
-            reason = str(err) or type(err).__name__
-            return TransientError(f"cannot connect to {url} ({reason})", unreachable=True)
         reason = str(err) or type(err).__name__
+        if isinstance(err, aiohttp.ClientConnectorError):  # refused, no route, DNS failure
+            return TransientError(f"cannot connect to {url} ({reason})", unreachable=True)
         return TransientError(f"connection to {url} dropped ({reason})")
 
     @staticmethod

@@ -372,7 +372,7 @@ class OpenAIBackend:
         pending = iter(jobs)
         unreachable: list[str] = []  # set once a request could not reach the server at all
 
-        async def worker(index: int) -> None:
+        async def worker() -> None:
             for job in pending:
                 if unreachable:
                     sink.add(job.position, None, RequestStats(failed=True, error=f"not sent: {unreachable[0]}"))
@@ -380,7 +380,7 @@ class OpenAIBackend:
                 try:
                     reply = await client.call(job.path, job.payload, job.parse,
                                               estimated_tokens=job.estimated_tokens,
-                                              stream_delta=job.stream_delta, worker=index)
+                                              stream_delta=job.stream_delta)
                 except RequestFailed as err:
                     if err.unreachable and not unreachable:
                         unreachable.append(err.reason)
@@ -390,7 +390,7 @@ class OpenAIBackend:
                 sink.add(job.position, response, _stats(reply, local_prompt_tokens))
 
         async with client:
-            workers = [asyncio.create_task(worker(i)) for i in range(min(c.concurrency, len(jobs)))]
+            workers = [asyncio.create_task(worker()) for _ in range(min(c.concurrency, len(jobs)))]
             try:
                 await asyncio.gather(*workers)
             except BaseException:
