@@ -43,12 +43,15 @@ class ResponseCache:
             for h, k, r in items
         ]
         with self.sessions() as s:
+            # A parameter list (executemany), not .values(rows): the statement is compiled once
+            # and cached instead of once per batch with a parameter per cell (which cost more
+            # than the rest of the engine's per-response work together).
             if s.bind is not None and s.bind.dialect.name == "sqlite":
-                s.execute(sqlite_insert(CachedResponse).values(rows).on_conflict_do_nothing())
+                s.execute(sqlite_insert(CachedResponse).on_conflict_do_nothing(), rows)
             elif s.bind is not None and s.bind.dialect.name == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-                s.execute(pg_insert(CachedResponse).values(rows).on_conflict_do_nothing())
+                s.execute(pg_insert(CachedResponse).on_conflict_do_nothing(), rows)
             else:
                 existing = {h for (h,) in s.execute(select(CachedResponse.request_hash).where(
                     CachedResponse.model_fingerprint == self.fingerprint,
