@@ -126,10 +126,12 @@ def test_grouping_keeps_docs_apart_and_never_shares_a_scored_position() -> None:
 
 def test_group_batches_respect_fixed_size_and_recover_from_oom() -> None:
     budget = TokenBudget(batch_size=8, max_batch_size=512, device=torch.device("cpu"), probe=lambda n: None)
-    shapes = [(4, 100, 5)] * 5 + [(12, 50, 5)]
+    # batch_size 8 = 8 full-length sequences' worth: 8 prefixes of 100 tokens; suffix rows weigh
+    # 5 + 0.25 * 100 = 30 tokens each: 7 groups (28 rows, 840 tokens) fit 8 * 105, 8 do not
+    shapes = [(4, 100, 5)] * 9 + [(40, 50, 5)]
     seen: list[list[int]] = []
-    run_in_group_batches(list(range(6)), shapes, budget, seen.append)
-    assert seen == [[0, 1], [2, 3], [4], [5]]  # <= 8 rows, but a larger group still runs alone
+    run_in_group_batches(list(range(10)), shapes, budget, seen.append)
+    assert seen == [[0, 1, 2, 3, 4, 5, 6], [7, 8], [9]]  # a larger group still runs alone
 
     calls: list[list[int]] = []
 

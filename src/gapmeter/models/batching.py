@@ -1,6 +1,9 @@
 """Batches by token budget, longest first, with out-of-memory recovery.
 
-``batch_size=N`` caps rows per batch at N. ``batch_size=auto`` fills each batch up to a token
+``batch_size=N`` caps rows per batch at N (lm-eval's meaning: N sequences per forward); for
+shared-prefix batches it caps the work at N full-length sequences' worth (N prefixes, and the
+choices' suffix rows with their cache copies weighed as below), the memory lm-eval's N rows
+take. ``batch_size=auto`` fills each batch up to a token
 budget (rows × padded length): on CUDA the budget is found once by probing (halving on OOM), on
 CPU it is a fixed size that keeps the matmuls efficient. If a batch still runs out of memory the
 budget is halved and the same batch is split, so a run never fails twice on the same OOM.
@@ -73,6 +76,13 @@ class TokenBudget:
             return rows <= self.fixed_rows
         return rows <= self.max_rows and tokens <= self._ensure_tokens()
 
+    def fits_shared(self, groups: int, rows: int, tokens: int, longest: int) -> bool:
+        """Whether ``groups`` shared-prefix groups (``rows`` requests, ``tokens`` budget tokens,
+        ``longest`` the longest full input) fit one batch."""
+        if self.fixed_rows is not None:
+            return groups <= self.fixed_rows and tokens <= self.fixed_rows * longest
+        return rows <= self.max_rows and tokens <= self._ensure_tokens()
+
     def shrink(self) -> None:
         if self.fixed_rows is not None:
             self.fixed_rows = max(1, self.fixed_rows // 2)
@@ -120,8 +130,8 @@ def run_in_group_batches(
     """Like :func:`run_in_batches` for shared-prefix groups; ``shapes[i]`` is group ``i``'s
     (rows, prefix length, longest suffix). A batch grows while its two padded forwards (prefixes:
     groups × longest prefix; suffixes: rows × longest suffix plus their cache copies) fit the
-    budget; with a fixed ``batch_size`` it holds at most that many rows (requests), but always
-    at least one group.
+    budget; with a fixed ``batch_size`` N at most N groups and N full-length sequences' worth of
+    budget tokens, and always at least one group.
     """
     pos = 0
     while pos < len(order):
@@ -131,7 +141,7 @@ def run_in_group_batches(
             r, p, s = shapes[order[end]]
             n_rows, n_prefix, n_suffix = rows + r, max(prefix_w, p), max(suffix_w, s)
             tokens = max((end - pos + 1) * n_prefix, int(n_rows * (n_suffix + KV_TOKEN_WEIGHT * n_prefix)))
-            if not budget.fits(n_rows, tokens):
+            if not budget.fits_shared(end - pos + 1, n_rows, tokens, n_prefix + n_suffix):
                 break
             rows, prefix_w, suffix_w = n_rows, n_prefix, n_suffix
             end += 1
