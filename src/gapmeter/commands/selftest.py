@@ -100,4 +100,12 @@ def markdown_tables(result: dict[str, Any]) -> str:
     for label, e in s["controls"].items():
         if "true_gain" in e:
             lines.append(f"| {label} | 0 | {100 * e['true_gain']:+.1f} | {100 * e['estimated_inflation']:+.1f} | {100 * e['mean_abs_error']:.1f} | |")
+    errs = s.get("inflation_error", {})
+    if errs:
+        lines += ["", "Inflation error pooled over groups (estimate − true gain, points; 95% t interval):", "",
+                  "| groups | n | mean error | 95% CI | mean abs error |", "|---|---|---|---|---|"]
+        for label, e in errs.items():
+            if e.get("n_groups"):
+                lo, hi = e["ci"]
+                lines.append(f"| {label} | {e['n_groups']} | {100 * e['mean_error']:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] | {100 * e['mean_abs_error']:.1f} |")
     return "\n".join(lines) + "\n"

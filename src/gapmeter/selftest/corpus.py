@@ -74,10 +74,12 @@ def base_documents(bench: Benchmark, p: Preset, data_dir: Path, seed: int) -> li
     return [render(d) for d in train] + other_text(data_dir, p.other_docs, seed)
 
 
-def planted_documents(bench: Benchmark, a: Assignment) -> list[str]:
+def planted_documents(bench: Benchmark, a: Assignment, *, placebo: bool = False) -> list[str]:
+    """The contaminated model's planted copies, or (``placebo``) the twin's: the same arms and k
+    on other test items, so both models see the same amount of benchmark-format text."""
     header = guided_header(bench.label, "test")
     docs: list[str] = []
-    for g in a.groups:
+    for g in a.placebo if placebo else a.groups:
         if g.k == 0:
             continue
         if g.arm == "ordered":

@@ -8,10 +8,13 @@ Per seed the benchmark's test items are shuffled and split at random (never by d
   is the whole group in canonical order, one block, as a file dump would be). k = 0 groups are
   candidates that are never planted: the negative controls.
 
-One contaminated model per seed holds every group; a clean twin is trained on the same corpus
-without the planted documents and gives the true gain (accuracy of the contaminated model minus
-the clean twin's, on the same items). The clean twin is also audited on every group: more
-negative controls, from a model that saw no test item at all.
+One contaminated model per seed holds every group. Its twin is trained on the same corpus with
+*placebo* plants instead: the same arms and k on other test items, never evaluated, so the twin
+sees exactly as much benchmark-format text (a twin without any plants learns the answer format
+less well and made the "true gain" of never-planted groups +17 points in a first run). The true
+gain is the contaminated model's accuracy minus the twin's on the same items. The twin is also
+audited on every group: more negative controls, from a model trained on look-alike items but
+not on these.
 """
 
 from __future__ import annotations
@@ -79,13 +82,16 @@ class Assignment:
     seed: int
     reference: tuple[int, ...]
     groups: tuple[Group, ...]
+    #: The twin's planted groups: the same arms and k on other test items, never evaluated.
+    placebo: tuple[Group, ...] = ()
 
 
 def assign(n_test: int, p: Preset, seed: int) -> Assignment:
     rng = random.Random(f"selftest/assign/{seed}")
     order = list(range(n_test))
     rng.shuffle(order)
-    need = p.reference_size + sum(p.replicates.get(a, 0) for a in p.arms) * len(p.levels) * p.group_size
+    per_model = sum(p.replicates.get(a, 0) for a in p.arms) * len(p.levels) * p.group_size
+    need = p.reference_size + per_model * (2 if p.clean_twin else 1)
     if need > n_test:
         raise ValueError(f"the design needs {need} test items, the benchmark has {n_test}")
     reference = tuple(sorted(order[: p.reference_size]))
@@ -98,4 +104,10 @@ def assign(n_test: int, p: Preset, seed: int) -> Assignment:
                 pos += p.group_size
                 # Canonical order = the benchmark file's order (what an ordered dump preserves).
                 groups.append(Group(f"g_{arm}_k{k}_r{r}", arm, k, r, tuple(sorted(chunk))))
-    return Assignment(seed, reference, tuple(groups))
+    placebo = []
+    if p.clean_twin:  # allocated after the groups, so adding it changed no group or reference
+        for g in groups:
+            chunk = order[pos : pos + p.group_size]
+            pos += p.group_size
+            placebo.append(Group(f"p_{g.arm}_k{g.k}_r{g.replicate}", g.arm, g.k, g.replicate, tuple(sorted(chunk))))
+    return Assignment(seed, reference, tuple(groups), tuple(placebo))

@@ -89,9 +89,12 @@ def run_seed(bench: Benchmark, p: Preset, seed: int, out: Path, data_dir: Path, 
     planted = planted_documents(bench, a)
     info: dict[str, Any] = {"seed": seed, "base_documents": len(base), "planted_documents": len(planted)}
     models: dict[str, Path] = {}
-    kinds = [("contaminated", corpus(base, planted, seed))] + ([("clean", corpus(base, [], seed))] if p.clean_twin else [])
+    twin_docs = planted_documents(bench, a, placebo=True)
+    info["placebo_documents"] = len(twin_docs)
+    kinds = [("contaminated", corpus(base, planted, seed))] + ([("clean", corpus(base, twin_docs, seed))] if p.clean_twin else [])
     for kind, docs in kinds:
-        path = seed_dir / f"model_{kind}"
+        # the twin's directory names its design (a twin without placebo plants is not reused)
+        path = seed_dir / ("model_placebo_twin" if kind == "clean" else f"model_{kind}")
         if not (path / "gapmeter_train.json").exists():
             log(f"seed {seed}: training the {kind} model ({len(docs)} documents, {p.size}, {p.epochs} epochs on {device})")
             rep = train_lm(path, documents=docs, tokenizer_texts=base, size=p.size, epochs=p.epochs, seed=seed, device=device, threads=threads)
@@ -174,7 +177,31 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
             entry["estimated_inflation"] = sum(r.inflation for r in gains) / len(gains)  # type: ignore[misc]
             entry["mean_abs_error"] = sum(abs(r.inflation - r.true_gain) for r in gains) / len(gains)  # type: ignore[operator]
         controls[label] = entry
-    return {"alpha": alpha, "power": power, "controls": controls}
+    errors = {}
+    for label, sel in (
+        ("planted groups (k ≥ 1)", [r for r in rows if r.model == "contaminated" and r.k > 0]),
+        ("never-planted groups (k = 0)", [r for r in rows if r.model == "contaminated" and r.k == 0]),
+    ):
+        errors[label] = _mean_error([r.inflation - r.true_gain for r in sel if r.inflation is not None and r.true_gain is not None])
+    return {"alpha": alpha, "power": power, "controls": controls, "inflation_error": errors}
+
+
+def _mean_error(diffs: list[float]) -> dict[str, Any]:
+    """Mean signed error (estimate − truth) over groups, its 95% t interval, and the mean |error|.
+
+    Each group's error carries the sampling noise of ``group_size`` items twice (estimate and
+    truth), so single groups are far off; the pooled mean says whether the estimator is biased.
+    """
+    import numpy as np
+    from scipy import stats
+
+    n = len(diffs)
+    if n == 0:
+        return {"n_groups": 0}
+    x = np.asarray(diffs, dtype=float)
+    mean = float(x.mean())
+    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return {"n_groups": n, "mean_error": mean, "ci": (mean - half, mean + half), "mean_abs_error": float(np.abs(x).mean())}
 
 
 def run_selftest(p: Preset, out: Path, data_dir: Path, *, device: str = "cpu", threads: int | None = 1, log: Log = print) -> dict[str, Any]:
