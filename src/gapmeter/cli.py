@@ -314,6 +314,17 @@ def selftest_contamination(
     run_selftest_command(output_path, preset=preset, benchmark=benchmark, seeds=seeds, size=size, device=device, console=console)
 
 
+@selftest_app.command("merge")
+def selftest_merge(
+    dirs: Annotated[list[Path], typer.Argument(help="output directories of separate self-test runs (e.g. one seed each)")],
+    output_path: Annotated[Path, typer.Option("--output_path", "--output-path")] = Path("gapmeter-selftest"),
+) -> None:
+    """One table from self-test runs made separately, e.g. one seed per process or machine."""
+    from gapmeter.commands.selftest import merge_selftest_command
+
+    merge_selftest_command(dirs, output_path, console=console)
+
+
 @app.command()
 def pareto(
     runs: Annotated[list[str] | None, typer.Argument(help="run ids (or unique prefixes) or run output directories (default: all complete runs in --db)")] = None,

@@ -62,6 +62,47 @@ def run_selftest_command(
     return result
 
 
+def merge_selftest_command(dirs: list[Path], output_path: Path, *, console: Console | None = None) -> dict[str, Any]:
+    """One table from self-test runs made separately (e.g. one seed per process or machine)."""
+    import json
+
+    from gapmeter.audit.config import AuditConfig
+    from gapmeter.selftest.run import Row, summarise
+
+    console = console or Console()
+    results = []
+    for d in dirs:
+        path = d / "selftest.json"
+        if not path.is_file():
+            raise ConfigError(f"{path}: no selftest.json there (run `gapmeter selftest contamination` first)")
+        results.append(json.loads(path.read_text()))
+    keys = ("benchmark", "size", "epochs", "group_size", "reference_size", "levels", "arms", "replicates")
+    first = results[0]["preset"]
+    for d, r in zip(dirs, results, strict=True):
+        diff = [k for k in keys if r["preset"].get(k) != first.get(k)]
+        if diff:
+            raise ConfigError(f"{d}: preset differs from {dirs[0]} in {', '.join(diff)}; only runs of one design merge")
+    seeds = [s for r in results for s in r["preset"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} appear in more than one run")
+    rows = [Row(**{**row, "inflation_ci": tuple(row["inflation_ci"]) if row["inflation_ci"] else None}) for r in results for row in r["rows"]]
+    merged = {
+        "preset": {**first, "seeds": sorted(seeds)},
+        "device": ", ".join(sorted({r["device"] for r in results})),
+        "seconds": sum(r["seconds"] for r in results),
+        "seeds": [i for r in results for i in r["seeds"]],
+        "summary": summarise(rows, AuditConfig().alpha),
+        "rows": [row for r in results for row in r["rows"]],
+        "merged_from": [str(d) for d in dirs],
+    }
+    output_path.mkdir(parents=True, exist_ok=True)
+    (output_path / "selftest.json").write_text(json.dumps(merged, indent=2, default=str))
+    md = markdown_tables(merged)
+    (output_path / "selftest.md").write_text(md)
+    console.print(md, highlight=False, markup=False)
+    return merged
+
+
 def _preset(name: str, **overrides: Any):  # noqa: ANN202
     return preset(name, **overrides)
 

@@ -138,7 +138,7 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
         if det is None:
             vals = [r.verdict == "contaminated" for r in sel]
         else:
-            vals = [r.detectors[det]["p"] is not None and r.detectors[det]["p"] < alpha for r in sel if r.detectors.get(det, {}).get("skipped") is None]
+            vals = [r.detectors[det]["p"] is not None and r.detectors[det]["p"] < alpha for r in sel if det in r.detectors and r.detectors[det].get("skipped") is None]
         return (sum(vals) / len(vals) if vals else None), len(vals)
 
     power = []
