@@ -8,24 +8,30 @@ uvicorn. Pages are server-rendered Jinja2 (autoescaped) and every page has a JSO
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 import uuid
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import MutableHeaders
 
 import gapmeter
+from gapmeter.board import pagecache
 from gapmeter.board.auth import Principal, TokenChecker
 from gapmeter.board.private import PrivateEvaluator, PrivatePolicy, default_backend
 from gapmeter.board.readmodel import SnapshotCache, bump_generation
+from gapmeter.board.submissions import init_worker
 from gapmeter.board.tasklib import TaskLibrary
 from gapmeter.store.db import open_store
 
@@ -45,7 +51,8 @@ class BoardSettings:
     data_dir: Path | None = None
     include_path: tuple[Path, ...] = ()
     backend_factory: Any = default_backend
-    cache_seconds: float = 0.0  # pages may lag writes by this much (0: always current)
+    cache_seconds: float = 0.0  # pages may lag writes by up to twice this (0: always current)
+    submission_processes: int = 0  # > 0: re-score uploads in this many processes (0: threads)
 
 
 class BoardContext:
@@ -62,8 +69,25 @@ class BoardContext:
 
             engine.dispose()  # connections opened before the listener get it too
         self.library = TaskLibrary(settings.include_path, settings.data_dir)
-        self.cache = SnapshotCache(self.library.primary_metrics(), settings.cache_seconds)
+        self.cache = SnapshotCache(self.library.primary_metrics(), settings.cache_seconds, self.sessions)
+        self.cache.on_built = pagecache.warm
         self.tokens = TokenChecker()
+        # Submissions use their own threads, not the request thread pool: re-scoring is CPU work
+        # (two threads: more only fight over the GIL), and on SQLite one writer thread writes them
+        # in turn (queued uploads then wait without holding request threads that pages need).
+        # With submission_processes > 0 (``gapmeter board``'s default), in other processes: the
+        # request threads then never wait for the GIL behind re-scoring.
+        self.validators: Executor
+        if settings.submission_processes > 0:
+            self.validators = ProcessPoolExecutor(
+                settings.submission_processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker, initargs=(settings.include_path, settings.data_dir, settings.max_samples),
+            )
+            self.validators.submit(int)  # start the processes now, not on the first upload
+        else:
+            self.validators = ThreadPoolExecutor(max_workers=2, thread_name_prefix="board-validate")
+        self.writer = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="board-write")
+                       if engine.dialect.name == "sqlite" else None)
         self.private = PrivateEvaluator(self.sessions, self.library, settings.private, settings.backend_factory)
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True, undefined=jinja2.StrictUndefined
@@ -91,7 +115,9 @@ def _pct(x: Any, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}"
 
 
-def board(request: Request) -> BoardContext:
+# The dependencies below are coroutines: FastAPI runs a plain ``def`` dependency in the thread
+# pool, a hop per dependency per request that the cached pages (``pagecache``) would pay under load.
+async def board(request: Request) -> BoardContext:
     return request.app.state.board
 
 
@@ -107,27 +133,31 @@ def _credential(request: Request) -> str | None:
     return request.cookies.get(TOKEN_COOKIE) or None
 
 
-def principal(request: Request, ctx: BoardContext = Depends(board)) -> Principal | None:
+async def principal(request: Request, ctx: BoardContext = Depends(board)) -> Principal | None:
     """Who is asking: None for anonymous; 401 for a wrong or revoked token."""
     secret = _credential(request)
     if secret is None:
         return None
-    with ctx.sessions() as s:
-        who = ctx.tokens.check(s, secret)
+    who = await run_in_threadpool(_check_token, ctx, secret)
     if who is None:
         raise HTTPException(401, "invalid or revoked token")
     request.state.actor = who.name
     return who
 
 
-def viewer(request: Request, who: Principal | None = Depends(principal), ctx: BoardContext = Depends(board)) -> Principal | None:
+def _check_token(ctx: BoardContext, secret: str) -> Principal | None:
+    with ctx.sessions() as s:
+        return ctx.tokens.check(s, secret)
+
+
+async def viewer(request: Request, who: Principal | None = Depends(principal), ctx: BoardContext = Depends(board)) -> Principal | None:
     if ctx.settings.require_token and who is None:
         raise HTTPException(401, "this board needs a token to view (Authorization: Bearer <token>)")
     return who
 
 
 def require(role: str):  # noqa: ANN201 - a FastAPI dependency
-    def dep(who: Principal | None = Depends(principal)) -> Principal:
+    async def dep(who: Principal | None = Depends(principal)) -> Principal:
         if who is None:
             raise HTTPException(401, f"a {role} token is required (Authorization: Bearer <token>)")
         if not who.can(role):
@@ -178,39 +208,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
     if settings.root_path:
         app.add_middleware(RootPath, root_path=settings.root_path)
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Any) -> Response:
-        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
-        request.state.request_id = rid
-        request.state.actor = "-"
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            try:
-                raw = request.scope.get("raw_path", b"") + b"?" + request.scope.get("query_string", b"")
-                if b"%00" in raw or b"\x00" in raw:  # no database takes NUL in text; refuse early
-                    response = error_response(request, 400, "NUL bytes are not allowed in a URL")
-                else:
-                    response = await call_next(request)
-            except Exception:  # noqa: BLE001 - answered here so the connection stays usable
-                # Never echo internals (they could contain data); the request id finds the log line.
-                log.exception("unhandled error", extra={"request_id": rid})
-                response = error_response(request, 500, f"internal error (request id {rid})")
-            status = response.status_code
-        finally:
-            log.info(
-                "request",
-                extra={"request_id": rid, "method": request.method, "path": request.url.path,
-                       "status": status, "ms": round(1000 * (time.perf_counter() - t0), 2),
-                       "actor": getattr(request.state, "actor", "-"),
-                       "client": request.client.host if request.client else None},
-            )
-        response.headers["X-Request-ID"] = rid
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    app.add_middleware(AccessLog)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -259,6 +257,62 @@ def create_app(settings: BoardSettings) -> FastAPI:
     return app
 
 
+class AccessLog:
+    """Request id, the NUL check, a 500 page for unhandled errors, security headers and one JSON
+    log line per request. Plain ASGI: Starlette's ``@app.middleware("http")`` costs a task group
+    and memory streams per request, which showed up under load (bench/board_load.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
+        request.state.request_id = rid
+        request.state.actor = "-"
+        t0 = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = rid
+                headers.setdefault("Content-Security-Policy", CSP)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
+
+        try:
+            try:
+                raw = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+                if b"%00" in raw or b"\x00" in raw:  # no database takes NUL in text; refuse early
+                    await error_response(request, 400, "NUL bytes are not allowed in a URL")(scope, receive, send_with_headers)
+                else:
+                    await self.app(scope, receive, send_with_headers)
+            except Exception:  # noqa: BLE001 - answered here so the connection stays usable
+                # Never echo internals (they could contain data); the request id finds the log line.
+                log.exception("unhandled error", extra={"request_id": rid})
+                if started:  # the answer is on its way: nothing sensible to add
+                    return
+                status = 500
+                await error_response(request, 500, f"internal error (request id {rid})")(scope, receive, send_with_headers)
+        finally:
+            log.info(
+                "request",
+                extra={"request_id": rid, "method": request.method, "path": request.url.path,
+                       "status": status, "ms": round(1000 * (time.perf_counter() - t0), 2),
+                       "actor": getattr(request.state, "actor", "-"),
+                       "client": request.client.host if request.client else None},
+            )
+
+
 class RootPath:
     """Serve under a URL prefix (behind a reverse proxy): sets the ASGI ``root_path`` unless the
     server already did (``uvicorn --root-path``). Links, OpenAPI ``servers`` and routing use it;
@@ -287,3 +341,9 @@ def _plotly_js() -> Path:
 def html(ctx: BoardContext, request: Request, template: str, data: dict[str, Any], who: Principal | None) -> HTMLResponse:
     root = request.scope.get("root_path", "")
     return ctx.templates.TemplateResponse(request, template, {"d": data, "root": root, "who": who})
+
+
+def render_html(ctx: BoardContext, template: str, data: dict[str, Any], who: Principal | None, root: str) -> bytes:
+    """A page as bytes, for ``pagecache`` (the templates never read ``request``)."""
+    page = ctx.templates.env.get_template(template).render({"d": data, "root": root, "who": who, "request": None})
+    return page.encode("utf-8")

@@ -9,11 +9,15 @@ Never reads ``board_private_items``: private items stay in ``board/private.py``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import PurePath
 from typing import Any
 
@@ -77,9 +81,16 @@ class RunInfo:
     hidden_reason: str = ""
     scores: dict[str, list[Score]] = field(default_factory=dict)  # task -> every metric row
 
-    @property
+    # RunInfo objects are reused by later snapshots while their run is unchanged (SnapshotCache),
+    # so what is derived from their scores is computed once.
+    @cached_property
     def n_items(self) -> int:
         return sum(_leaf_n(rows) for rows in self.scores.values() if rows and not rows[0].is_group)
+
+    @cached_property
+    def value_keys(self) -> tuple[tuple[str, str], ...]:
+        """(task, "metric,filter") of every metric row with a value."""
+        return tuple((task, s.key) for task, rows in self.scores.items() for s in rows if s.value is not None)
 
 
 def _leaf_n(rows: list[Score]) -> int:
@@ -118,6 +129,8 @@ class Snapshot:
     primary: dict[str, str]  # task -> "metric,filter" shown for it
     fingerprint: tuple[Any, ...] = ()
     memo: dict[Any, Any] = field(default_factory=dict)  # per-snapshot derived data (views.py)
+    rendered: dict[Any, Any] = field(default_factory=dict)  # per-snapshot response bodies (pagecache.py)
+    serial: int = 0  # increases with every rebuild (ETags)
 
 
 def derive_model_name(run: Run | Any) -> str:
@@ -137,42 +150,132 @@ def derive_model_name(run: Run | Any) -> str:
 
 
 class SnapshotCache:
-    """Thread-safe cache of the latest snapshot, refreshed incrementally on change."""
+    """Thread-safe cache of the latest snapshot, refreshed incrementally on change.
 
-    def __init__(self, primary_metrics: dict[str, str] | None = None, max_age_s: float = 0.0) -> None:
-        self._lock = threading.Lock()
+    ``max_age_s == 0``: every read checks the store's fingerprint and waits for a rebuild when it
+    changed (always current). ``max_age_s > 0`` (stale-while-revalidate): a snapshot whose
+    fingerprint was read less than ``max_age_s`` ago is served as is; an older one is still served
+    while one background thread rebuilds it, until it is ``2 * max_age_s`` old, after which readers
+    wait for the rebuild. So a page never lags a committed write by more than ``2 * max_age_s``,
+    at most one rebuild runs at a time, and a burst of writes costs one rebuild per ``max_age_s``.
+    """
+
+    def __init__(self, primary_metrics: dict[str, str] | None = None, max_age_s: float = 0.0,
+                 sessions: Callable[[], Session] | None = None) -> None:
+        self._lock = threading.Lock()  # held while building: one build at a time
         self._snapshot: Snapshot | None = None
-        self._built_at = 0.0
-        # > 0: a snapshot younger than this is served without looking for changes, so a burst
-        # of submissions costs at most one rebuild per max_age_s (pages lag writes by that much).
+        self._checked_at = 0.0  # monotonic time the served snapshot's fingerprint was read
         self.max_age_s = max_age_s
+        self._sessions = sessions  # for background rebuilds (None: readers rebuild, blocking)
+        self._refreshing: Future[None] | None = None  # the background rebuild in flight
+        self._refresh_lock = threading.Lock()
         self._run_scores: dict[str, tuple[Any, dict[str, list[Score]]]] = {}
+        self._run_infos: dict[str, tuple[tuple[Any, ...], RunInfo]] = {}  # reused while unchanged
         self._preferred = primary_metrics or {}
+        self._serial = 0
+        self.builds = 0  # rebuilds done (a number for tests and the load bench)
+        self.on_built: Callable[[Snapshot, Snapshot], None] | None = None  # (old, new), before the swap
+
+    def peek(self) -> Snapshot | None:
+        """The snapshot, if it may be served without touching the store (never blocks); None
+        when the caller must use ``get``. Starts a background rebuild when one is due."""
+        snap = self._snapshot
+        if snap is None or self.max_age_s <= 0:
+            return None
+        age = time.monotonic() - self._checked_at
+        if age < self.max_age_s:
+            return snap
+        if age < 2 * self.max_age_s and self._sessions is not None:
+            self._start_refresh()
+            return snap
+        return None
+
+    def _servable(self, now: float) -> bool:
+        return self.max_age_s > 0 and now - self._checked_at < 2 * self.max_age_s
 
     def get(self, session: Session) -> Snapshot:
-        snap = self._snapshot
-        if snap is not None and self.max_age_s > 0 and time.monotonic() - self._built_at < self.max_age_s:
+        snap = self.peek()
+        if snap is not None:
             return snap
+        return self._current(session)
+
+    def _current(self, session: Session) -> Snapshot:
+        """Check the fingerprint and rebuild if it changed, in this thread."""
+        t_read = time.monotonic()
         fp = _fingerprint(session)
+        snap = self._snapshot
         if snap is not None and snap.fingerprint == fp:
+            self._checked_at = max(self._checked_at, t_read)
             return snap
         with self._lock:
             snap = self._snapshot
-            if snap is not None and snap.fingerprint == fp:
-                self._built_at = time.monotonic()
+            if snap is not None and snap.fingerprint == fp:  # another thread just built it
+                self._checked_at = max(self._checked_at, t_read)
                 return snap
-            snap = self._build(session, fp)
-            self._snapshot = snap
-            self._built_at = time.monotonic()
-            return snap
+            if snap is not None and (self._checked_at >= t_read or self._servable(time.monotonic())):
+                # Rebuilt while we waited: from the store as it was after we arrived, or young
+                # enough to serve (rebuilding again would queue every waiting reader behind us).
+                return snap
+            return self._rebuild(session, fp, t_read)
+
+    def _rebuild(self, session: Session, fp: tuple[Any, ...], t_read: float) -> Snapshot:
+        """Build and swap in a new snapshot (caller holds ``_lock``)."""
+        old = self._snapshot
+        t0 = time.monotonic()
+        snap = self._build(session, fp)
+        self._serial += 1
+        snap.serial = self._serial
+        self.builds += 1
+        t1 = time.monotonic()
+        if old is not None and self.on_built is not None:
+            try:
+                self.on_built(old, snap)  # e.g. pre-render the pages readers asked for most
+            except Exception:  # noqa: BLE001 - warming is an optimisation; readers render on a miss
+                logging.getLogger("gapmeter.board").exception("warming the new snapshot failed")
+        self._snapshot = snap
+        logging.getLogger("gapmeter.board").info(
+            "snapshot rebuilt", extra={"build_ms": round(1000 * (t1 - t0), 1), "warm_ms": round(1000 * (time.monotonic() - t1), 1),
+                                       "waited_ms": round(1000 * (t0 - t_read), 1), "models": len(snap.models)})
+        self._checked_at = t_read  # the new snapshot holds every write committed before t_read
+        return snap
+
+    def refreshing(self) -> Future[None] | None:
+        """The background rebuild in flight, if any (async readers await it instead of
+        blocking a thread on the rebuild lock)."""
+        return self._refreshing
+
+    def _start_refresh(self) -> None:
+        with self._refresh_lock:
+            if self._refreshing is not None:
+                return
+            done: Future[None] = Future()
+            self._refreshing = done
+        threading.Thread(target=self._refresh, args=(done,), name="board-snapshot-refresh", daemon=True).start()
+
+    def _refresh(self, done: Future[None]) -> None:
+        try:
+            assert self._sessions is not None
+            with self._sessions() as session:
+                t_read = time.monotonic()
+                fp = _fingerprint(session)
+                with self._lock:
+                    snap = self._snapshot
+                    if snap is not None and snap.fingerprint == fp:
+                        self._checked_at = max(self._checked_at, t_read)
+                    else:
+                        self._rebuild(session, fp, t_read)
+        except Exception:  # noqa: BLE001 - readers fall back to a blocking rebuild once it is too old
+            logging.getLogger("gapmeter.board").exception("background snapshot rebuild failed")
+        finally:
+            with self._refresh_lock:
+                self._refreshing = None
+            done.set_result(None)
 
     def _build(self, session: Session, fp: tuple[Any, ...]) -> Snapshot:
-        rows = session.execute(
-            select(Run.id, Run.model, Run.model_args, Run.model_info, Run.created_at, Run.finished_at,
-                   Run.wall_seconds, Run.tasks, Run.model_fingerprint).where(Run.status == "complete")
-        ).all()
-        current = {r.id: r for r in rows}
-        stale = [rid for rid, r in current.items() if rid not in self._run_scores or self._run_scores[rid][0] != r.finished_at]
+        # Ids and finish times first: only runs new or changed since the last build are read in
+        # full (their JSON columns cost more to decode than everything else here).
+        current = dict(session.execute(select(Run.id, Run.finished_at).where(Run.status == "complete")).all())
+        stale = [rid for rid, fin in current.items() if rid not in self._run_scores or self._run_scores[rid][0] != fin]
         for rid in list(self._run_scores):
             if rid not in current:
                 del self._run_scores[rid]
@@ -188,13 +291,33 @@ class SnapshotCache:
                           int(m.n), m.run_id, bool(m.is_group))
                 )
             for rid in chunk:
-                self._run_scores[rid] = (current[rid].finished_at, loaded[rid])
+                self._run_scores[rid] = (current[rid], loaded[rid])
 
         entries = {e.run_id: e for e in session.scalars(select(BoardEntry))}
         names = dict(session.execute(select(BoardToken.id, BoardToken.name)).all())
         runs: dict[str, RunInfo] = {}
-        for rid, r in current.items():
+        for rid in list(self._run_infos):
+            if rid not in current:
+                del self._run_infos[rid]
+        sigs: dict[str, tuple[Any, ...]] = {}
+        for rid, fin in current.items():
             e = entries.get(rid)
+            sigs[rid] = (fin, e.model_name, e.source, e.submitter_id, names.get(e.submitter_id), e.hidden,
+                         e.hidden_reason) if e else (fin,)
+            known = self._run_infos.get(rid)
+            if known is not None and known[0] == sigs[rid]:
+                runs[rid] = known[1]
+        todo = [rid for rid in current if rid not in runs]
+        full = {}
+        for chunk in _chunks(todo, 500):
+            full.update((r.id, r) for r in session.execute(
+                select(Run.id, Run.model, Run.model_args, Run.model_info, Run.created_at, Run.finished_at,
+                       Run.wall_seconds, Run.tasks, Run.model_fingerprint).where(Run.id.in_(chunk))
+            ))
+        for rid in todo:
+            if rid not in full:  # deleted since the first query
+                continue
+            r, e = full[rid], entries.get(rid)
             scores = self._run_scores[rid][1]
             top = [t for t in (r.tasks or []) if isinstance(t, str) and t in scores] or sorted(
                 t for t, rows in scores.items() if rows
@@ -208,7 +331,9 @@ class SnapshotCache:
                 hidden=bool(e.hidden) if e else False, hidden_reason=e.hidden_reason if e else "",
                 scores=scores,
             )
+            self._run_infos[rid] = (sigs[rid], runs[rid])
         primary = self._primary(runs)
+        runs = {rid: runs[rid] for rid in current if rid in runs}  # the store's order, as before
         by_model: dict[str, list[RunInfo]] = {}
         for run in runs.values():
             by_model.setdefault(run.model_name, []).append(run)
@@ -253,11 +378,9 @@ class SnapshotCache:
         most common ``metric,filter`` (acc before others)."""
         seen: dict[str, dict[str, int]] = {}
         for run in runs.values():
-            for task, rows in run.scores.items():
-                for s in rows:
-                    if s.value is not None:
-                        counts = seen.setdefault(task, {})
-                        counts[s.key] = counts.get(s.key, 0) + 1
+            for task, key in run.value_keys:
+                counts = seen.setdefault(task, {})
+                counts[key] = counts.get(key, 0) + 1
         out = {}
         for task, counts in seen.items():
             preferred = self._preferred.get(task)

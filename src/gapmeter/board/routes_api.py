@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
+import json
 import zlib
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from gapmeter.board import auditlog, private, views
+from gapmeter.board import auditlog, pagecache, private, views
 from gapmeter.board.app import BoardContext, board, principal, require, viewer
 from gapmeter.board.auth import Principal, create_token, revoke_tokens
 from gapmeter.board.ranking import Weights
-from gapmeter.board.readmodel import bump_generation
-from gapmeter.board.submissions import SubmissionError, parse_payload, store, validate
+from gapmeter.board.readmodel import Snapshot, bump_generation
+from gapmeter.board.submissions import (
+    SubmissionError,
+    ValidatedRun,
+    parse_payload,
+    store,
+    validate,
+    validate_upload,
+)
 from gapmeter.board.tables import (
     ROLES,
     BoardAnnotation,
@@ -77,12 +90,22 @@ def is_admin(who: Principal | None) -> bool:
 
 
 # --------------------------------------------------------------------------------- read API
-@router.get("/leaderboard", tags=["pages"], summary="The leaderboard (mirror of /)")
-def api_leaderboard(p: Annotated[LeaderboardParams, Query()], who: Principal | None = Depends(viewer),
-                    ctx: BoardContext = Depends(board)) -> dict[str, Any]:
-    with ctx.sessions() as s:
-        snap = ctx.cache.get(s)
-    return views.leaderboard(snap, leaderboard_query(p, who, snap.tasks))
+def json_bytes(data: Any) -> bytes:
+    """As FastAPI's JSONResponse would encode ``data`` (``jsonable_encoder`` only for what plain
+    ``json`` cannot encode: it walks every value in Python, several times slower)."""
+    return json.dumps(data, default=jsonable_encoder, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+
+
+@router.get("/leaderboard", tags=["pages"], summary="The leaderboard (mirror of /)", response_model=dict[str, Any])
+async def api_leaderboard(request: Request, p: Annotated[LeaderboardParams, Query()],
+                          who: Principal | None = Depends(viewer), ctx: BoardContext = Depends(board)) -> Response:
+    def make(snap: Snapshot) -> tuple[bytes, str]:
+        return json_bytes(views.leaderboard(snap, leaderboard_query(p, who, snap.tasks))), "application/json"
+
+    # The JSON depends on the asker only through show_hidden (admins), checked in leaderboard_query.
+    key = ("api:/leaderboard", who is not None and who.can("admin"), tuple(sorted(p.model_dump().items())))
+    return await pagecache.respond(request, ctx, key, make)
 
 
 @router.get("/models/{name:path}", tags=["pages"], summary="One model (mirror of /models/{name})")
@@ -121,10 +144,14 @@ def api_samples(
     return data
 
 
-@router.get("/pareto", tags=["pages"], summary="Quality vs cost and vs latency (mirror of /pareto)")
-def api_pareto(who: Principal | None = Depends(viewer), ctx: BoardContext = Depends(board)) -> dict[str, Any]:
-    with ctx.sessions() as s:
-        return views.pareto_page(ctx.cache.get(s))
+@router.get("/pareto", tags=["pages"], summary="Quality vs cost and vs latency (mirror of /pareto)",
+            response_model=dict[str, Any])
+async def api_pareto(request: Request, who: Principal | None = Depends(viewer),
+                     ctx: BoardContext = Depends(board)) -> Response:
+    def make(snap: Snapshot) -> tuple[bytes, str]:
+        return json_bytes(views.pareto_page(snap)), "application/json"
+
+    return await pagecache.respond(request, ctx, ("api:/pareto",), make)
 
 
 @router.get("/compare", tags=["pages"], summary="Two models, paired per-item differences (mirror of /compare)")
@@ -178,6 +205,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+def _parse_and_validate(body: bytes, ctx: BoardContext) -> ValidatedRun:
+    return validate(parse_payload(body), ctx.library, max_samples=ctx.settings.max_samples)
+
+
 @router.post("/submissions", tags=["submissions"], status_code=201,
              summary="Upload a run (gapmeter submit); validated and re-scored by the board")
 async def submit(request: Request, who: Principal = Depends(require("submitter")),
@@ -187,9 +218,15 @@ async def submit(request: Request, who: Principal = Depends(require("submitter")
     try:
         body = await _read_body(request, ctx.settings.max_upload_bytes)
         content_sha = hashlib.sha256(body).hexdigest()
-        payload = parse_payload(body)
-        run = await run_in_threadpool(validate, payload, ctx.library, max_samples=ctx.settings.max_samples)
-        accepted = await run_in_threadpool(store, ctx.sessions, run, who, content_sha)
+        loop = asyncio.get_running_loop()  # parsing and re-scoring: CPU work, off the event loop
+        if isinstance(ctx.validators, ProcessPoolExecutor):
+            run = await loop.run_in_executor(ctx.validators, validate_upload, body)
+        else:
+            run = await loop.run_in_executor(ctx.validators, partial(_parse_and_validate, body, ctx))
+        if ctx.writer is not None:  # SQLite: one writer thread
+            accepted = await loop.run_in_executor(ctx.writer, store, ctx.sessions, run, who, content_sha)
+        else:
+            accepted = await run_in_threadpool(store, ctx.sessions, run, who, content_sha)
     except SubmissionError as err:
         import logging
 

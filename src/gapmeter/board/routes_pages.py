@@ -6,25 +6,35 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-from gapmeter.board import auditlog, private, views
-from gapmeter.board.app import BoardContext, board, html, principal, require, viewer
+from gapmeter.board import auditlog, pagecache, private, views
+from gapmeter.board.app import BoardContext, board, html, principal, render_html, require, viewer
 from gapmeter.board.auth import Principal
+from gapmeter.board.readmodel import Snapshot
 from gapmeter.board.routes_api import LeaderboardParams, is_admin, leaderboard_query
 
 router = APIRouter(include_in_schema=False)
 
 
+def who_key(who: Principal | None) -> tuple[str, str] | None:
+    """What of the asker a cached page depends on (the header shows name and role)."""
+    return (who.name, who.role) if who is not None else None
+
+
 @router.get("/", response_class=HTMLResponse)
-def leaderboard(request: Request, p: Annotated[LeaderboardParams, Query()], who: Principal | None = Depends(viewer),
-                ctx: BoardContext = Depends(board)) -> HTMLResponse:
-    with ctx.sessions() as s:
-        snap = ctx.cache.get(s)
-    data = views.leaderboard(snap, leaderboard_query(p, who, snap.tasks))
-    data["params"] = {k: v for k, v in p.model_dump().items() if v is not None and k != "offset"}
-    _precompute_cells(data)
-    return html(ctx, request, "leaderboard.html", data, who)
+async def leaderboard(request: Request, p: Annotated[LeaderboardParams, Query()], who: Principal | None = Depends(viewer),
+                      ctx: BoardContext = Depends(board)) -> Response:
+    root = request.scope.get("root_path", "")
+
+    def make(snap: Snapshot) -> tuple[bytes, str]:
+        data = views.leaderboard(snap, leaderboard_query(p, who, snap.tasks))
+        data["params"] = {k: v for k, v in p.model_dump().items() if v is not None and k != "offset"}
+        _precompute_cells(data)
+        return render_html(ctx, "leaderboard.html", data, who, root), "text/html; charset=utf-8"
+
+    key = ("page:/", root, who_key(who), tuple(sorted(p.model_dump().items())))
+    return await pagecache.respond(request, ctx, key, make)
 
 
 def _precompute_cells(data: dict[str, Any]) -> None:
@@ -81,10 +91,13 @@ def run(
 
 
 @router.get("/pareto", response_class=HTMLResponse)
-def pareto(request: Request, who: Principal | None = Depends(viewer), ctx: BoardContext = Depends(board)) -> HTMLResponse:
-    with ctx.sessions() as s:
-        data = views.pareto_page(ctx.cache.get(s))
-    return html(ctx, request, "pareto.html", data, who)
+async def pareto(request: Request, who: Principal | None = Depends(viewer), ctx: BoardContext = Depends(board)) -> Response:
+    root = request.scope.get("root_path", "")
+
+    def make(snap: Snapshot) -> tuple[bytes, str]:
+        return render_html(ctx, "pareto.html", views.pareto_page(snap), who, root), "text/html; charset=utf-8"
+
+    return await pagecache.respond(request, ctx, ("page:/pareto", root, who_key(who)), make)
 
 
 @router.get("/compare", response_class=HTMLResponse)

@@ -21,10 +21,11 @@ import json
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +53,9 @@ class SubmissionError(GapmeterError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a validator process: keep the status
+        return (SubmissionError, (str(self), self.status))
 
 
 class SubmissionPayload(BaseModel):
@@ -262,6 +266,23 @@ def validate(payload: SubmissionPayload, library: TaskLibrary, *, max_samples: i
     return ValidatedRun(payload.model_name.strip(), spec, model_info, top, all_metrics, records, checks)
 
 
+_WORKER: tuple[TaskLibrary, int] | None = None  # set in a validator process (init_worker)
+
+
+def init_worker(include_path: tuple[Path, ...], data_dir: Path | None, max_samples: int) -> None:
+    """Start a validator process: its own task library, built as the board's is."""
+    global _WORKER
+    _WORKER = (TaskLibrary(include_path, data_dir), max_samples)
+
+
+def validate_upload(body: bytes) -> ValidatedRun:
+    """Parse and re-score an upload in a validator process (``init_worker`` ran first)."""
+    if _WORKER is None:
+        raise RuntimeError("validate_upload runs in a validator process started with init_worker")
+    library, max_samples = _WORKER
+    return validate(parse_payload(body), library, max_samples=max_samples)
+
+
 def _plans(task: Any, name: str, recs: list[dict[str, Any]], shots: int, seed: int, counts: dict[str, Any]) -> tuple[list[DocPlan], str]:
     """The board's own plans when it has the data (docs and prompts must match), else the
     submitted docs (scoring still uses the board's task definition)."""
@@ -374,15 +395,21 @@ def _store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, c
             output_path=None, created_at=now, finished_at=now, wall_seconds=None,
         ))
         s.flush()
-        for task, doc_id, dh, rec in run.records:
-            s.add(DocRecord(run_id=run_id, task=task, doc_id=doc_id, doc_hash=dh, record=rec))
-        for m in run.metrics:
-            ci = m.ci95
-            s.add(MetricValue(
-                run_id=run_id, task=m.task, is_group=int(m.is_group), metric=m.metric, filter=m.filter,
-                value=_finite(m.value), stderr=_finite(m.stderr), clustered_stderr=_finite(m.clustered_stderr),
-                ci_low=_finite(ci[0]) if ci else None, ci_high=_finite(ci[1]) if ci else None, n=m.n,
-            ))
+        # Bulk INSERTs (executemany), not one ORM object per row: with one writer thread on
+        # SQLite this is the part of a submission everyone queues behind.
+        if run.records:
+            s.execute(insert(DocRecord), [
+                {"run_id": run_id, "task": task, "doc_id": doc_id, "doc_hash": dh, "record": rec}
+                for task, doc_id, dh, rec in run.records
+            ])
+        if run.metrics:
+            s.execute(insert(MetricValue), [
+                {"run_id": run_id, "task": m.task, "is_group": int(m.is_group), "metric": m.metric, "filter": m.filter,
+                 "value": _finite(m.value), "stderr": _finite(m.stderr), "clustered_stderr": _finite(m.clustered_stderr),
+                 "ci_low": _finite(m.ci95[0]) if m.ci95 else None, "ci_high": _finite(m.ci95[1]) if m.ci95 else None,
+                 "n": m.n}
+                for m in run.metrics
+            ])
         s.add(BoardEntry(run_id=run_id, model_name=run.model_name, submitter_id=who.id, source="submission"))
         sub = BoardSubmission(
             submitter_id=who.id, content_sha256=content_sha, run_id=run_id, model_name=run.model_name,

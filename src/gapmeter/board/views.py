@@ -83,6 +83,13 @@ class _Ranked:
     complete: list[bool]
     ranks: list[int | None]
     gaps: list[float | None]
+    _index: dict[str, int] | None = None
+
+    def index(self) -> dict[str, int]:
+        """Model name -> position in ``models``."""
+        if self._index is None:
+            self._index = {m.name: i for i, m in enumerate(self.models)}
+        return self._index
 
 
 def _ranked(snap: Snapshot, columns: tuple[str, ...], include_hidden: bool, flagged_only: bool) -> _Ranked:
@@ -215,15 +222,16 @@ def model_page(snap: Snapshot, name: str, *, include_hidden: bool = False) -> di
         return None
     tasks = list(m.scores)
     base = _ranked(snap, tuple(snap.tasks), include_hidden, False)
-    i = next((j for j, x in enumerate(base.models) if x.name == name), None)
+    i = base.index().get(name)
     row = None if i is None else _row(base, i, 0.0, ())
+    best = _best_on_board(snap)
     per_task = []
     for t in tasks:
         s = m.scores[t]
         per_task.append({
             "task": t, "primary": s.as_json(),
             "metrics": [x.as_json() for x in m.all_scores.get(t, [])],
-            "best_on_board": max((o.scores[t].value or 0.0) for o in snap.models.values() if t in o.scores and not o.hidden) if not m.hidden else None,
+            "best_on_board": best.get(t) if not m.hidden else None,
         })
     return {
         "model": m.name,
@@ -239,6 +247,19 @@ def model_page(snap: Snapshot, name: str, *, include_hidden: bool = False) -> di
         "hidden": m.hidden,
         "runs": [_run_brief(r) for r in m.runs if include_hidden or not r.hidden],
     }
+
+
+def _best_on_board(snap: Snapshot) -> dict[str, float]:
+    """Per task, the best primary score of a visible model (memoised per snapshot)."""
+    hit = snap.memo.get("best_on_board")
+    if hit is None:
+        hit = {}
+        for o in snap.models.values():
+            if not o.hidden:
+                for t, sc in o.scores.items():
+                    hit[t] = max(hit.get(t, sc.value or 0.0), sc.value or 0.0)
+        snap.memo["best_on_board"] = hit
+    return hit
 
 
 def _run_brief(r: RunInfo) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -44,7 +45,8 @@ def serve(
     private_rps: Annotated[float, typer.Option("--private-rps", help="requests per second sent to an endpoint")] = 5.0,
     data_dir: Annotated[Path | None, typer.Option("--data_dir", "--data-dir")] = None,
     include_path: Annotated[list[Path] | None, typer.Option("--include_path", "--include-path")] = None,
-    cache_seconds: Annotated[float, typer.Option("--cache-seconds", help="pages may lag writes by up to this long; bounds rebuilds under bursts of submissions (0: always current)")] = 1.0,
+    cache_seconds: Annotated[float, typer.Option("--cache-seconds", help="pages are rebuilt at most once per this many seconds and may lag a write by up to twice that (0: always current, every page checks the store)")] = 2.0,
+    submission_processes: Annotated[int, typer.Option("--submission-processes", help="processes that re-score uploads (0: threads of the board process)")] = 1,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
 ) -> None:
     """Serve the board: ``gapmeter board --db URL [--host 127.0.0.1 --port 8000]``."""
@@ -67,8 +69,13 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         private=PrivatePolicy(items_per_eval=private_items, min_interval_s=private_interval, max_rps=private_rps),
         data_dir=data_dir, include_path=tuple(include_path or ()), cache_seconds=max(0.0, cache_seconds),
+        submission_processes=max(0, submission_processes),
     )
     app = create_app(settings)
+    # Cached pages are answered by the event loop in well under a millisecond of CPU, but it must
+    # win the GIL back from the writer / rebuild threads after every poll; a 1 ms switch interval
+    # (CPython's default is 5 ms) cuts that wait under load (bench/board_load.py).
+    sys.setswitchinterval(0.001)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True,
                 forwarded_allow_ips="127.0.0.1")
 
