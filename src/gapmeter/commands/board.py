@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -72,10 +71,6 @@ def serve(
         submission_processes=max(0, submission_processes),
     )
     app = create_app(settings)
-    # Cached pages are answered by the event loop in well under a millisecond of CPU, but it must
-    # win the GIL back from the writer / rebuild threads after every poll; a 1 ms switch interval
-    # (CPython's default is 5 ms) cuts that wait under load (bench/board_load.py).
-    sys.setswitchinterval(0.001)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True,
                 forwarded_allow_ips="127.0.0.1")
 
