@@ -5,12 +5,13 @@ lm-evaluation-harness's ``local-completions`` does: (context, continuation) are 
 the ``hf`` backend splits them, and rolling loglikelihoods use the same disjoint windows. This
 makes every loglikelihood request identical to the local backend's, including the cases text
 prompts cannot express (an empty context on a tokenizer without BOS, a text longer than the
-context window). The splitting rules mirror ``HFModel.tok_encode`` / ``encode_pair``.
+context window). The pair split is ``models/pair_split.py``, the ``hf`` backend's.
 """
 
 from __future__ import annotations
 
 from gapmeter.errors import ConfigError
+from gapmeter.models.pair_split import split_pair
 
 
 class PromptTokenizer:
@@ -40,15 +41,4 @@ class PromptTokenizer:
         return list(self.tokenizer.encode(text, **kwargs))
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        if context == "":
-            cont = self.encode(continuation, add_special_tokens=False)
-            if cont and cont[0] == self.prefix_token_id:
-                return cont[:1], cont[1:]
-            return [self.prefix_token_id], cont
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:  # trailing spaces belong to the continuation's first token
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self.encode(context + continuation)
-        ctx = self.encode(context)
-        return ctx, whole[len(ctx) :]
+        return split_pair(context, continuation, self.encode, self.prefix_token_id)

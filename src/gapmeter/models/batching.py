@@ -70,12 +70,6 @@ class TokenBudget:
             return self.fixed_rows
         return max(1, min(self.max_rows, self._ensure_tokens() // max(1, length)))
 
-    def fits(self, rows: int, tokens: int) -> bool:
-        """Whether a batch of ``rows`` rows costing ``tokens`` budget tokens fits."""
-        if self.fixed_rows is not None:
-            return rows <= self.fixed_rows
-        return rows <= self.max_rows and tokens <= self._ensure_tokens()
-
     def fits_shared(self, groups: int, rows: int, tokens: int, longest: int) -> bool:
         """Whether ``groups`` shared-prefix groups (``rows`` requests, ``tokens`` budget tokens,
         ``longest`` the longest full input) fit one batch."""

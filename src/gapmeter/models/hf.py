@@ -30,6 +30,7 @@ from gapmeter.errors import ConfigError, GapmeterError
 from gapmeter.models import prefix_cache as prefix_cache_module
 from gapmeter.models.base import OnDone, RequestStats, parse_bool
 from gapmeter.models.batching import TokenBudget, run_in_batches, run_in_group_batches
+from gapmeter.models.pair_split import move_trailing_spaces, split_pair
 from gapmeter.models.stopping import StopOnStrings, cut_at_stops
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
 
@@ -229,11 +230,7 @@ class HFModel:
             if r.context == "":
                 split.append(None)
                 continue
-            context, continuation = r.context, r.continuation
-            n_spaces = len(context) - len(context.rstrip())
-            if n_spaces > 0:
-                continuation = context[-n_spaces:] + continuation
-                context = context[:-n_spaces]
+            context, continuation = move_trailing_spaces(r.context, r.continuation)
             split.append((context, context + continuation))
             texts += [context, context + continuation]
         encoded = self._encode_many(texts)
@@ -248,19 +245,7 @@ class HFModel:
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Tokens of (context, continuation) exactly as lm-eval splits them."""
-        if context == "":
-            cont = self.tok_encode(continuation, add_special_tokens=False)
-            if cont and cont[0] == self.prefix_token_id:
-                # lm-eval: a continuation that starts with the prefix token is its own context.
-                return cont[:1], cont[1:]
-            return [self.prefix_token_id], cont
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:  # trailing spaces belong to the continuation's first token
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self.tok_encode(context + continuation)
-        ctx = self.tok_encode(context)
-        return ctx, whole[len(ctx) :]
+        return split_pair(context, continuation, self.tok_encode, self.prefix_token_id)
 
     # ------------------------------------------------------ loglikelihood
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_done: OnDone) -> None:

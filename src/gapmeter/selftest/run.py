@@ -141,32 +141,8 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
             vals = [r.detectors[det]["p"] is not None and r.detectors[det]["p"] < alpha for r in sel if det in r.detectors and r.detectors[det].get("skipped") is None]
         return (sum(vals) / len(vals) if vals else None), len(vals)
 
-    power = []
-    for arm in sorted({r.arm for r in rows}):
-        for k in sorted({r.k for r in rows if r.k > 0}):
-            sel = [r for r in rows if r.model == "contaminated" and r.arm == arm and r.k == k]
-            if not sel:
-                continue
-            entry: dict[str, Any] = {"arm": arm, "k": k, "n_tests": len(sel)}
-            for det in detectors:
-                entry[det] = rate(sel, det)[0]
-            entry["verdict"] = rate(sel, None)[0]
-            entry["suspicious_or_worse"] = sum(r.verdict != "clean" for r in sel) / len(sel)
-            gains = [r for r in sel if r.true_gain is not None and r.inflation is not None]
-            if gains:
-                entry["true_gain"] = sum(r.true_gain for r in gains) / len(gains)  # type: ignore[misc]
-                entry["estimated_inflation"] = sum(r.inflation for r in gains) / len(gains)  # type: ignore[misc]
-                entry["mean_abs_error"] = sum(abs(r.inflation - r.true_gain) for r in gains) / len(gains)  # type: ignore[operator]
-                entry["ci_covers_truth"] = sum(r.inflation_ci[0] <= r.true_gain <= r.inflation_ci[1] for r in gains if r.inflation_ci) / len(gains)  # type: ignore[index,operator]
-            power.append(entry)
-    controls = {}
-    for label, sel in (
-        ("k=0 groups, contaminated models", [r for r in rows if r.model == "contaminated" and r.k == 0]),
-        ("all groups, clean twins", [r for r in rows if r.model == "clean"]),
-    ):
-        if not sel:
-            continue
-        entry = {"n_tests": len(sel)}
+    def cell(sel: list[Row]) -> dict[str, Any]:
+        entry: dict[str, Any] = {"n_tests": len(sel)}
         for det in detectors:
             entry[det] = rate(sel, det)[0]
         entry["verdict"] = rate(sel, None)[0]
@@ -176,7 +152,26 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
             entry["true_gain"] = sum(r.true_gain for r in gains) / len(gains)  # type: ignore[misc]
             entry["estimated_inflation"] = sum(r.inflation for r in gains) / len(gains)  # type: ignore[misc]
             entry["mean_abs_error"] = sum(abs(r.inflation - r.true_gain) for r in gains) / len(gains)  # type: ignore[operator]
-        controls[label] = entry
+        return entry
+
+    power = []
+    for arm in sorted({r.arm for r in rows}):
+        for k in sorted({r.k for r in rows if r.k > 0}):
+            sel = [r for r in rows if r.model == "contaminated" and r.arm == arm and r.k == k]
+            if not sel:
+                continue
+            entry = {"arm": arm, "k": k, **cell(sel)}
+            gains = [r for r in sel if r.true_gain is not None and r.inflation is not None]
+            if gains:
+                entry["ci_covers_truth"] = sum(r.inflation_ci[0] <= r.true_gain <= r.inflation_ci[1] for r in gains if r.inflation_ci) / len(gains)  # type: ignore[index,operator]
+            power.append(entry)
+    controls = {}
+    for label, sel in (
+        ("k=0 groups, contaminated models", [r for r in rows if r.model == "contaminated" and r.k == 0]),
+        ("all groups, clean twins", [r for r in rows if r.model == "clean"]),
+    ):
+        if sel:
+            controls[label] = cell(sel)
     errors = {}
     for label, sel in (
         ("planted groups (k ≥ 1)", [r for r in rows if r.model == "contaminated" and r.k > 0]),
