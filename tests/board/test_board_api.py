@@ -4,6 +4,7 @@ mirrors, submissions re-scored server-side, tokens and roles, admin actions, aud
 from __future__ import annotations
 
 import json
+import time
 
 import boardkit
 import pytest
@@ -301,6 +302,11 @@ def test_logs_are_json_lines(served, caplog) -> None:
 
     with caplog.at_level(logging.INFO, logger="gapmeter.board"):
         served.client().get("/api/leaderboard", headers={"X-Request-ID": "req-42"})
+        # The access line is written once the answer has been sent, on the server's thread: the
+        # client can see the answer first (a loaded machine made this test flaky).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(getattr(r, "request_id", None) == "req-42" for r in caplog.records):
+            time.sleep(0.02)
     rec = next(r for r in caplog.records if getattr(r, "request_id", None) == "req-42")
     line = json.loads(JsonFormatter().format(rec))
     assert line["message"] == "request" and line["status"] == 200 and line["path"] == "/api/leaderboard"
