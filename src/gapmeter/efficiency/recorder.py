@@ -1,7 +1,7 @@
 """The engine's per-request measurements, written to the store before each response.
 
-Every call a backend makes to ``on_done`` goes through :meth:`RequestRecorder.wrap`. For each
-answered request the recorder stores one :class:`~gapmeter.store.models.RequestTiming` row:
+The engine calls :meth:`RequestRecorder.record` for every call a backend makes to ``on_done``.
+For each answered request the recorder stores one :class:`~gapmeter.store.models.RequestTiming` row:
 
 * timing from the backend's :class:`~gapmeter.models.base.RequestStats` when it reports a
   latency (``timing_source="backend"``; the interval ends at ``finished_at`` when the backend
@@ -14,13 +14,14 @@ answered request the recorder stores one :class:`~gapmeter.store.models.RequestT
   (``"tokenizer"``), else unknown;
 * the process's peak host memory and peak GPU memory at that moment.
 
-Rows are written (upserted) *before* the responses are committed: if the process dies between
-the two, the response is computed again on resume and its row replaced, so every cached response
-has exactly one row, from the computation that produced it.
+The engine writes (upserts) the rows in the same transaction as the responses they measure, so
+every cached response has exactly one row, from the computation that produced it; a response
+computed again (a run killed before its commit) replaces its row.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gapmeter.efficiency.memory import peak_gpu_bytes, peak_host_bytes, reset_peak_gpu
 from gapmeter.efficiency.tokens import TokenCounter
-from gapmeter.models.base import OnDone, RequestStats
+from gapmeter.models.base import RequestStats
 from gapmeter.requests import Request, RequestKind
 from gapmeter.store.models import RequestTiming
 
@@ -47,21 +48,6 @@ class RequestRecorder:
         self.failed = 0
         reset_peak_gpu()
 
-    def wrap(
-        self, kind: RequestKind, hashes: Sequence[str], requests: Sequence[Request], on_done: OnDone
-    ) -> OnDone:
-        """``on_done`` that first records the delivered requests; the clock starts now."""
-        mark = time.perf_counter()
-
-        def recorded(positions: list[int], results: list[Any], stats: list[Any] | None = None) -> None:
-            nonlocal mark
-            now = time.perf_counter()
-            self.record(kind, hashes, requests, positions, results, stats, since=mark, now=now)
-            on_done(positions, results, stats)
-            mark = time.perf_counter()
-
-        return recorded
-
     def record(
         self,
         kind: RequestKind,
@@ -73,7 +59,11 @@ class RequestRecorder:
         *,
         since: float,
         now: float,
+        session: Session | None = None,
     ) -> None:
+        """Store one row per answered request of this ``on_done`` call; ``since``..``now`` is the
+        engine's interval for backends that report no latency. Given a ``session``, the rows are
+        written in it and the caller commits."""
         if stats is not None and len(stats) != len(positions):
             raise RuntimeError(f"backend reported {len(stats)} RequestStats for {len(positions)} responses")
         interval = now - since
@@ -124,31 +114,41 @@ class RequestRecorder:
                     "peak_gpu_bytes": gpu,
                 }
             )
-        self._write(rows)
+        if rows and session is not None:
+            self._upsert(session, rows)
+        elif rows:
+            with self.sessions() as s:
+                self._upsert(s, rows)
+                s.commit()
         self.recorded += len(rows)
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        with self.sessions() as s:
-            dialect = s.bind.dialect.name if s.bind is not None else ""
-            if dialect in ("sqlite", "postgresql"):
-                if dialect == "sqlite":
-                    from sqlalchemy.dialects.sqlite import insert
-                else:
-                    from sqlalchemy.dialects.postgresql import insert
-                stmt = insert(RequestTiming)
-                replace = {c: stmt.excluded[c] for c in rows[0] if c not in ("model_fingerprint", "request_hash")}
-                stmt = stmt.on_conflict_do_update(index_elements=["model_fingerprint", "request_hash"], set_=replace)
-                # A parameter list (executemany), not .values(rows): one compiled statement however
-                # many rows, and no limit on bound parameters.
-                s.execute(stmt, rows)
-            else:
-                s.execute(
-                    delete(RequestTiming).where(
-                        RequestTiming.model_fingerprint == self.fingerprint,
-                        RequestTiming.request_hash.in_([r["request_hash"] for r in rows]),
-                    )
+    def _upsert(self, s: Session, rows: list[dict[str, Any]]) -> None:
+        dialect = s.bind.dialect.name if s.bind is not None else ""
+        if dialect in ("sqlite", "postgresql"):
+            # A parameter list (executemany), not .values(rows): one compiled statement however
+            # many rows, and no limit on bound parameters.
+            s.execute(_upsert_statement(dialect), rows)
+        else:
+            s.execute(
+                delete(RequestTiming).where(
+                    RequestTiming.model_fingerprint == self.fingerprint,
+                    RequestTiming.request_hash.in_([r["request_hash"] for r in rows]),
                 )
-                s.add_all(RequestTiming(**r) for r in rows)
-            s.commit()
+            )
+            s.add_all(RequestTiming(**r) for r in rows)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """Built once: building it (the ``excluded`` columns) cost more than executing it, once a
+    second on an API run."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    stmt = insert(RequestTiming)
+    keys = ("model_fingerprint", "request_hash")
+    # Every measured column is replaced; created_at stays that of the first write.
+    replace = {c.name: stmt.excluded[c.name] for c in RequestTiming.__table__.columns
+               if c.name not in (*keys, "created_at")}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=replace)

@@ -160,21 +160,29 @@ def _compute(
     requests = [unique[h] for h in hashes]
 
     failed: dict[str, str] = {}  # request hash -> error, for requests that failed after retries
+    mark = time.perf_counter()  # the engine's clock, for backends that report no latency
 
     def on_done(positions: list[int], results: list[Any], stats: list[Any] | None = None) -> None:
+        nonlocal mark
+        now = time.perf_counter()
         items = []
         for j, (i, r) in enumerate(zip(positions, results, strict=True)):
             if stats is not None and stats[j].failed:  # never cached nor scored: asked again on resume
                 failed[hashes[i]] = stats[j].error or "failed"
                 continue
             items.append((hashes[i], kind, r))
-        cache.put_many(items)
+        # One transaction: a response is stored with its measurement or not at all (and one
+        # commit, not two, per hand-off: the engine's main per-second cost on an API run).
+        with cache.sessions() as s:
+            if recorder is not None:
+                recorder.record(kind, hashes, requests, positions, results, stats, since=mark, now=now, session=s)
+            cache.put_many(items, session=s)
+            s.commit()
         for h, _, r in items:
             responses[h] = r
         advance(len(positions))
+        mark = time.perf_counter()  # the engine's own work lies outside every measured interval
 
-    if recorder is not None:  # times every callback and stores it before the responses
-        on_done = recorder.wrap(kind, hashes, requests, on_done)
     if kind == "loglikelihood":
         model.loglikelihood(requests, on_done)  # type: ignore[arg-type]
     elif kind == "loglikelihood_rolling":

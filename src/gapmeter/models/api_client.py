@@ -9,12 +9,11 @@ into a failed request (stored as failed, asked again on resume, never scored).
 
 The API key is sent in the ``Authorization`` header only; no message built here contains it.
 
-The transport is aiohttp on one connection pool (``concurrency`` connections, kept alive). It
-replaced httpx here because the client's CPU per request is the harness overhead the user pays
-at high concurrency: against the same local server (``bench/api_overhead.py``), a bare httpx
-``AsyncClient`` loop needed 1.0-1.9 ms of client CPU per request (httpx's request/response
-models, then httpcore, then anyio's cancel scopes around every socket read and write), a bare
-aiohttp loop 0.35-0.7 ms. httpx is still used for the few synchronous calls (``/models``).
+The transport is :class:`~gapmeter.models.http1.Http1Pool` (kept-alive HTTP/1.1 on asyncio,
+httptools parsing), or aiohttp (``http_proxied.py``) when the environment names a proxy for the
+server. The client's CPU per request is the harness overhead the user pays; http1.py says what
+each transport costs (``bench/api_overhead.py``). httpx is still used for the few synchronous
+calls (``/models``).
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from gapmeter.errors import GapmeterError
+from gapmeter.models.http1 import Head, Http1Pool, TransportError
+from gapmeter.models.http_proxied import ProxiedPool
 from gapmeter.models.rate_limit import RateLimiter
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
@@ -90,7 +89,7 @@ class RetryPolicy:
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date);
-    ``headers`` is case-insensitive (aiohttp's, httpx's)."""
+    ``headers`` has lower-case names (or is case-insensitive, as httpx's)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
@@ -161,34 +160,27 @@ class ApiClient:
         self.retry = retry
         self.limiter = limiter
         self.rng = random.Random(seed)
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | ProxiedPool | None = None
         self._proxy = env_proxy(self.base_url)
+        self._prefix = urlsplit(self.base_url).path.rstrip("/")
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     async def __aenter__(self) -> ApiClient:
-        # One pool of `concurrency` kept-alive connections (aiohttp sets TCP_NODELAY on each).
-        # trust_env stays off: with it aiohttp looks up proxies and ~/.netrc in a thread on every
-        # request; the proxy is resolved once above instead. No cookies: an API needs none.
-        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
-                                         ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers=self._headers,
-            # Per socket operation, as before: `timeout` bounds every wait for bytes (a slow
-            # generation that keeps streaming is never cut), connecting at most 30 s.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout_s, 30.0),
-                                          sock_read=self.timeout_s),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=True,
-        )
+        # One pool of `concurrency` kept-alive connections.
+        limits = {"headers": self._headers, "limit": self.concurrency,
+                  "connect_timeout": min(self.timeout_s, 30.0), "read_timeout": self.timeout_s}
+        if self._proxy is None:
+            self._pool = Http1Pool(self.base_url, **limits)  # type: ignore[arg-type]
+        else:
+            self._pool = ProxiedPool(self.base_url, proxy=self._proxy, **limits)  # type: ignore[arg-type]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
@@ -222,22 +214,20 @@ class ApiClient:
 
     async def _once(self, path: str, payload: dict[str, Any], parse: Callable[[Any], Any],
                     attempt: int) -> ApiReply:
-        assert self._session is not None, "use ApiClient inside `async with`"
-        url = self.url(path)
+        assert self._pool is not None, "use ApiClient inside `async with`"
         data = json.dumps(payload).encode()
         t0 = time.perf_counter()
         try:
-            async with self._session.post(url, data=data, proxy=self._proxy) as response:
-                raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise self._transport_error(err, url) from None
+            head, raw = await self._pool.post(f"{self._prefix}/{path}", data)
+        except (TransportError, TimeoutError) as err:
+            raise self._transport_error(err, self.url(path)) from None
         latency = time.perf_counter() - t0
-        self._check_status(response.status, response.reason, response.headers, raw, url)
+        self._check_status(head, raw, path)
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise TransientError(f"malformed JSON from {url} (HTTP {response.status})") from None
-        result = self._parse(parse, body, url)
+            raise TransientError(f"malformed JSON from {self.url(path)} (HTTP {head.status})") from None
+        result = self._parse(parse, body, self.url(path))
         usage = body.get("usage") if isinstance(body, dict) else None
         return ApiReply(result, latency, None, usage if isinstance(usage, dict) else None, attempt)
 
@@ -249,7 +239,7 @@ class ApiClient:
         delta_of: Callable[[dict[str, Any]], str | None],
         attempt: int,
     ) -> ApiReply:
-        assert self._session is not None, "use ApiClient inside `async with`"
+        assert self._pool is not None, "use ApiClient inside `async with`"
         url = self.url(path)
         data = json.dumps(payload).encode()
         parts: list[str] = []
@@ -291,15 +281,15 @@ class ApiClient:
             return False
 
         try:
-            async with self._session.post(url, data=data, proxy=self._proxy) as response:
-                if response.status != 200:
-                    raw = await response.read()
-                    self._check_status(response.status, response.reason, response.headers, raw, url)
-                # Lines are split here: aiohttp's readline refuses lines longer than its buffer,
-                # and an echoed prompt is one long line.
+            async with self._pool.stream(f"{self._prefix}/{path}", data) as (head, pieces):
+                if head.status != 200:
+                    raw = b"".join([piece async for piece in pieces])
+                    self._check_status(head, raw, path)
+                # Lines are split here, however the body is cut into pieces; an echoed prompt
+                # is one long line.
                 pending = b""
                 done = False
-                async for piece in response.content.iter_any():
+                async for piece in pieces:
                     lines = (pending + piece).split(b"\n")
                     pending = lines.pop()
                     for line in lines:
@@ -310,7 +300,7 @@ class ApiClient:
                         break
                 if not done and pending:
                     on_line(pending.rstrip(b"\r"))
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except (TransportError, TimeoutError) as err:
             raise self._transport_error(err, url) from None
         latency = time.perf_counter() - t0
         if not finished:
@@ -319,16 +309,17 @@ class ApiClient:
         return ApiReply(result, latency, ttft, usage if isinstance(usage, dict) else None, attempt)
 
     # ---------------------------------------------------------- classification
-    def _check_status(self, code: int, reason: str | None, headers: Mapping[str, str], body: bytes,
-                      url: str) -> None:
+    def _check_status(self, head: Head, body: bytes, path: str) -> None:
+        code = head.status
         if code < 400:
             return
+        url = self.url(path)
         if code in RETRYABLE_STATUS:
             raise TransientError(
-                f"HTTP {code} from {url}: {_server_message(body, reason)}",
-                retry_after=parse_retry_after(headers),
+                f"HTTP {code} from {url}: {_server_message(body, head.reason)}",
+                retry_after=parse_retry_after(head.headers),
             )
-        message = _server_message(body, reason)
+        message = _server_message(body, head.reason)
         if code in (401, 403):
             raise ApiFatalError(
                 f"HTTP {code} from {url}: {message} (check the API key in ${self.key_source})"
@@ -337,13 +328,12 @@ class ApiClient:
             raise ApiFatalError(f"HTTP 404 from {url}: {message} (check base_url and model)")
         raise ApiFatalError(f"HTTP {code} from {url}: {message}")
 
-    def _transport_error(self, err: BaseException, url: str) -> TransientError:
-        if isinstance(err, TimeoutError):  # aiohttp's connect/read timeouts are TimeoutErrors
+    def _transport_error(self, err: TransportError | TimeoutError, url: str) -> TransientError:
+        if isinstance(err, TimeoutError):
             return TransientError(f"timeout after {self.timeout_s:g}s waiting for {url}")
-        reason = str(err) or type(err).__name__
-        if isinstance(err, aiohttp.ClientConnectorError):  # refused, no route, DNS failure
-            return TransientError(f"cannot connect to {url} ({reason})", unreachable=True)
-        return TransientError(f"connection to {url} dropped ({reason})")
+        if err.unreachable:  # refused, no route, DNS failure
+            return TransientError(f"cannot connect to {url} ({err.reason})", unreachable=True)
+        return TransientError(f"connection to {url} dropped ({err.reason})")
 
     @staticmethod
     def _parse(parse: Callable[[Any], Any], body: Any, url: str) -> Any:

@@ -1,0 +1,30 @@
+"""Request hashes key every response cache: they must never change across versions."""
+
+from gapmeter.requests import (
+    GenerateRequest,
+    LoglikelihoodRequest,
+    RollingLoglikelihoodRequest,
+    request_hash,
+)
+
+# Computed with the original implementation (json of dataclasses.asdict, sorted keys).
+PINNED = [
+    (GenerateRequest('a\u00e9"x', ("\n", "Q:"), 8, (("temperature", 0.5), ("do_sample", True))),
+     "8411fc2f73cae70c2c496a93c384bdafc33537ea03b11c9396898371c0ff3ec1"),
+    (LoglikelihoodRequest("ctx", " cont"), "9ba506d066c667d4e7ea9c934601c7bb4c6f013bc735049667f797d8a043d70b"),
+    (RollingLoglikelihoodRequest("t"), "fe1caec248c43d7c793c95e40262c97e06630bc22077e5ad13eb3007fa009f25"),
+    (GenerateRequest("c", (), 256), "9075e9e3970df8fb799880a98d25f157dfbb607259c1336b8d43ac044be6f926"),
+]
+
+
+def test_request_hashes_are_pinned() -> None:
+    for request, expected in PINNED:
+        assert request_hash(request) == expected, request
+
+
+def test_kind_and_every_argument_change_the_hash() -> None:
+    base = GenerateRequest("c", ("\n",), 8)
+    variants = [GenerateRequest("d", ("\n",), 8), GenerateRequest("c", ("\n\n",), 8), GenerateRequest("c", ("\n",), 9),
+                GenerateRequest("c", ("\n",), 8, (("temperature", 0.1),))]
+    assert len({request_hash(r) for r in [base, *variants]}) == 5
+    assert request_hash(LoglikelihoodRequest("a", "b")) != request_hash(RollingLoglikelihoodRequest("ab"))
