@@ -1,4 +1,4 @@
-"""The engine's per-request measurements, written to the store before each response.
+"""The engine's per-request measurements, written to the store with each response.
 
 The engine calls :meth:`RequestRecorder.record` for every call a backend makes to ``on_done``.
 For each answered request the recorder stores one :class:`~gapmeter.store.models.RequestTiming` row:

@@ -106,6 +106,8 @@ class _Connection(asyncio.Protocol):
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
 
     def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            return  # an interim answer (103 Early Hints, 100 Continue): the real one follows
         self.head_done = True
         self._wake()
 
@@ -115,6 +117,9 @@ class _Connection(asyncio.Protocol):
             self._wake()
 
     def on_message_complete(self) -> None:
+        if not self.head_done:  # the end of an interim answer
+            self.reason, self.headers = "", {}
+            return
         # Read here: once the callback returns, the parser is ready for the next answer and no
         # longer knows this one's framing.
         self.keep_alive = self.parser.should_keep_alive()

@@ -91,7 +91,7 @@ class MetricValue(Base):
 class RequestTiming(Base):
     """How one cached response was computed: its timing, tokens and the process's peak memory.
 
-    Keyed like the response cache and written just before the response, so a run that is killed
+    Keyed like the response cache and written in the response's transaction, so a run that is killed
     and resumed (or that reuses another run's responses) is measured from the one computation of
     each response: never lost, never counted twice. Definitions: ``docs/efficiency.md``.
     """
