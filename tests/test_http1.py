@@ -18,8 +18,6 @@ from gapmeter.models.api_client import ApiClient, RetryPolicy
 from gapmeter.models.http1 import Http1Pool, TransportError
 from gapmeter.models.rate_limit import RateLimiter
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
 
 class RawServer:
     """Counts connections; ``answer`` scripts what each request gets."""

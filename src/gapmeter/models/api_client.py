@@ -215,19 +215,20 @@ class ApiClient:
     async def _once(self, path: str, payload: dict[str, Any], parse: Callable[[Any], Any],
                     attempt: int) -> ApiReply:
         assert self._pool is not None, "use ApiClient inside `async with`"
+        url = self.url(path)
         data = json.dumps(payload).encode()
         t0 = time.perf_counter()
         try:
             head, raw = await self._pool.post(f"{self._prefix}/{path}", data)
         except (TransportError, TimeoutError) as err:
-            raise self._transport_error(err, self.url(path)) from None
+            raise self._transport_error(err, url) from None
         latency = time.perf_counter() - t0
         self._check_status(head, raw, path)
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise TransientError(f"malformed JSON from {self.url(path)} (HTTP {head.status})") from None
-        result = self._parse(parse, body, self.url(path))
+            raise TransientError(f"malformed JSON from {url} (HTTP {head.status})") from None
+        result = self._parse(parse, body, url)
         usage = body.get("usage") if isinstance(body, dict) else None
         return ApiReply(result, latency, None, usage if isinstance(usage, dict) else None, attempt)
 

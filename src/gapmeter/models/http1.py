@@ -146,7 +146,6 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             raise TransportError("connection dropped")
         self.waiter = waiter = self.loop.create_future()
-        deadline = max(self.last_data, self.loop.time()) + read_timeout
 
         def check() -> None:
             nonlocal timer
@@ -158,7 +157,7 @@ class _Connection(asyncio.Protocol):
                 return
             self._fail(TimeoutError())
 
-        timer = self.loop.call_at(deadline, check)
+        timer = self.loop.call_later(read_timeout, check)
         try:
             await waiter
         finally:
@@ -188,7 +187,6 @@ class Http1Pool:
                   "Accept-Encoding": "identity", "User-Agent": "gapmeter", **headers}
         self._fields = "".join(f"{k}: {v}\r\n" for k, v in fields.items()).encode("latin-1")
         self._heads: dict[str, bytes] = {}
-        self.limit = limit
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._idle: list[_Connection] = []

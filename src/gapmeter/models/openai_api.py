@@ -459,7 +459,7 @@ def _stats(reply: ApiReply, local_prompt_tokens: int | None) -> RequestStats:
         completion_tokens=completion_tokens if isinstance(completion_tokens, int) else None,
         usage_reported=reported,
         retries=reply.retries,
-        # the reply's own end, not the batcher's flush up to 50 ms later (throughput windows)
+        # the reply's own end, not the batcher's hand-off up to 1 s later (throughput windows)
         finished_at=time.perf_counter(),
     )
 
