@@ -7,7 +7,7 @@ after its left truncation) are grouped by a shared leading span, and each group 
 steps:
 
 1. **prefix**: the shared span, once per group, through the decoder only (no LM head), keeping
-   ``past_key_values``. Rows are right-padded and unmasked, as lm-eval's own forwards: causal
+   the KV cache. Rows are right-padded and unmasked, as lm-eval's own forwards: causal
    attention means a real position never sees the padding after it, so its keys/values are the
    ones a full forward computes.
 2. **suffixes**: the cache is copied to one row per member, and each member's remaining tokens
@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from gapmeter.models.kv_cache_api import CACHE_KEYWORDS, cache_keyword, output_cache
 
 #: A group is worth its two-step forward only if the shared span is this long.
 MIN_SHARED_PREFIX = 4
@@ -106,23 +108,37 @@ def group_shape(group: PrefixGroup, inputs: Sequence[tuple[int, ...]]) -> tuple[
     return len(group.members), group.prefix_len, suffix
 
 
-def supports_prefix_cache(model: Any, max_length: int) -> bool:
-    """A decoder we can run alone with a cache, and a head that takes positions and a cache."""
+def prefix_cache_unsupported(model: Any, max_length: int) -> str | None:
+    """Why shared-prefix scoring cannot run on ``model`` (``None``: it can).
+
+    It needs a decoder that runs alone with a cache, and a head that takes positions and a cache.
+    """
     import inspect
 
     decoder = getattr(model, "base_model", model)
     if decoder is model:
-        return False
+        return f"{type(model).__name__} exposes no separate decoder (base_model)"
     cfg = getattr(model.config, "text_config", None) or model.config
     # Sliding-window layers keep only the last window of the cache, so a copied prefix cache
-    # would not line up with the padding mask (harmless when no input is longer than the window); recurrent/hybrid layers have no per-token cache.
+    # would not line up with the padding mask (harmless when no input is longer than the
+    # window); recurrent/hybrid layers have no per-token cache.
     window = getattr(cfg, "sliding_window", None)
-    if (window and window < max_length) or any(
-        t != "full_attention" for t in (getattr(cfg, "layer_types", None) or [])
-    ):
-        return False
+    if window and window < max_length:
+        return f"sliding-window attention ({window} tokens < max_length {max_length})"
+    other = sorted({t for t in (getattr(cfg, "layer_types", None) or []) if t != "full_attention"})
+    if other:
+        return f"layers other than full attention ({', '.join(other)})"
+    if cache_keyword(model.forward) is None:
+        return f"{type(model).__name__}.forward takes no KV cache (neither {' nor '.join(CACHE_KEYWORDS)})"
     params = inspect.signature(model.forward).parameters
-    return all(p in params for p in ("past_key_values", "position_ids", "attention_mask"))
+    missing = [p for p in ("position_ids", "attention_mask") if p not in params]
+    if missing:
+        return f"{type(model).__name__}.forward takes no {' or '.join(missing)}"
+    return None
+
+
+def supports_prefix_cache(model: Any, max_length: int) -> bool:
+    return prefix_cache_unsupported(model, max_length) is None
 
 
 @torch.no_grad()
@@ -146,7 +162,7 @@ def forward_groups(
     prefix = torch.full((len(groups), prefix_w), pad_id, dtype=torch.long)
     for row, g in enumerate(groups):
         prefix[row, : g.prefix_len] = torch.tensor(inputs[g.members[0]][: g.prefix_len])
-    cache = model.base_model(input_ids=prefix.to(device), use_cache=True).past_key_values
+    cache = output_cache(model.base_model(input_ids=prefix.to(device), use_cache=True))
 
     # 2. one row per member on a copy of its group's cache
     owners = [row for row, g in enumerate(groups) for _ in g.members]
@@ -175,8 +191,8 @@ def forward_groups(
         input_ids=ids.to(device),
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
-        past_key_values=cache,
         use_cache=True,
+        **{cache_keyword(model.forward) or "past_key_values": cache},
         **kwargs,
     ).logits
     out = []

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gapmeter.models.kv_cache_api import cache_keyword, output_cache
+
 
 @dataclass
 class PromptScores:
@@ -102,6 +104,7 @@ class HFServed:
         self.hf = hf  # gapmeter.models.hf.HFModel
         self.tokenizer = hf.tokenizer
         self.model = hf.model
+        self.cache_keyword = cache_keyword(hf.model.forward) or "past_key_values"
         self.name = name
         self.max_length = hf.max_length
         self.eos_id = self.tokenizer.eos_token_id
@@ -207,8 +210,9 @@ class _HFDecoder:
                 x = torch.tensor([self.prompt], dtype=torch.long, device=device)
             else:
                 x = torch.tensor([[self.tokens[-1]]], dtype=torch.long, device=device)
-            out = self.served.model(input_ids=x, past_key_values=self.past, use_cache=True)
-            self.past = out.past_key_values
+            cache = {self.served.cache_keyword: self.past} if self.past is not None else {}
+            out = self.served.model(input_ids=x, use_cache=True, **cache)
+            self.past = output_cache(out)
             logits = out.logits[0, -1]
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             if self.generator is not None:
