@@ -9,11 +9,12 @@ into a failed request (stored as failed, asked again on resume, never scored).
 
 The API key is sent in the ``Authorization`` header only; no message built here contains it.
 
-The transport is :class:`~gapmeter.models.http1.Http1Pool` (kept-alive HTTP/1.1 on asyncio,
-httptools parsing), or aiohttp (``http_proxied.py``) when the environment names a proxy for the
-server. The client's CPU per request is the harness overhead the user pays; http1.py says what
-each transport costs (``bench/api_overhead.py``). httpx is still used for the few synchronous
-calls (``/models``).
+The transport is aiohttp, for every server, proxied or not: one pool of ``concurrency``
+kept-alive connections. A well-kept library rather than a private HTTP client: real endpoints
+answer in 50-2,000 ms, so the ~0.3 ms per request a hand-written client saved is invisible, while
+its HTTP edge cases would be ours to keep right forever. aiohttp rather than httpx: about half the
+client CPU per request (docs/api.md). httpx is still used for the few synchronous calls
+(``/models``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import email.utils
 import json
 import random
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -29,9 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
+
 from gapmeter.errors import GapmeterError
-from gapmeter.models.http1 import Head, Http1Pool, TransportError
-from gapmeter.models.http_proxied import ProxiedPool
 from gapmeter.models.rate_limit import RateLimiter
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
@@ -89,7 +91,7 @@ class RetryPolicy:
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date);
-    ``headers`` has lower-case names (or is case-insensitive, as httpx's)."""
+    ``headers`` is case-insensitive (aiohttp's, httpx's)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
@@ -160,27 +162,35 @@ class ApiClient:
         self.retry = retry
         self.limiter = limiter
         self.rng = random.Random(seed)
-        self._pool: Http1Pool | ProxiedPool | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._proxy = env_proxy(self.base_url)
-        self._prefix = urlsplit(self.base_url).path.rstrip("/")
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     async def __aenter__(self) -> ApiClient:
-        # One pool of `concurrency` kept-alive connections.
-        limits = {"headers": self._headers, "limit": self.concurrency,
-                  "connect_timeout": min(self.timeout_s, 30.0), "read_timeout": self.timeout_s}
-        if self._proxy is None:
-            self._pool = Http1Pool(self.base_url, **limits)  # type: ignore[arg-type]
-        else:
-            self._pool = ProxiedPool(self.base_url, proxy=self._proxy, **limits)  # type: ignore[arg-type]
+        # A TLS context of our own, made now: aiohttp's default one is made at its import, before
+        # SSL_CERT_FILE / SSL_CERT_DIR may have been set.
+        tls = ssl.create_default_context() if self.base_url.startswith("https:") else True
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency,
+                                         ttl_dns_cache=300, ssl=tls)
+        # trust_env stays off: with it aiohttp looks up proxies and ~/.netrc in a thread on every
+        # request; the proxy is resolved once (env_proxy) instead. No cookies: an API needs none.
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            # Per socket operation: `timeout` bounds every wait for bytes (a slow generation that
+            # keeps streaming is never cut), connecting at most 30 s.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout_s, 30.0),
+                                          sock_read=self.timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
@@ -214,20 +224,21 @@ class ApiClient:
 
     async def _once(self, path: str, payload: dict[str, Any], parse: Callable[[Any], Any],
                     attempt: int) -> ApiReply:
-        assert self._pool is not None, "use ApiClient inside `async with`"
+        assert self._session is not None, "use ApiClient inside `async with`"
         url = self.url(path)
         data = json.dumps(payload).encode()
         t0 = time.perf_counter()
         try:
-            head, raw = await self._pool.post(f"{self._prefix}/{path}", data)
-        except (TransportError, TimeoutError) as err:
+            async with self._session.post(url, data=data, proxy=self._proxy) as response:
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as err:
             raise self._transport_error(err, url) from None
         latency = time.perf_counter() - t0
-        self._check_status(head, raw, path)
+        self._check_status(response, raw, url)
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise TransientError(f"malformed JSON from {url} (HTTP {head.status})") from None
+            raise TransientError(f"malformed JSON from {url} (HTTP {response.status})") from None
         result = self._parse(parse, body, url)
         usage = body.get("usage") if isinstance(body, dict) else None
         return ApiReply(result, latency, None, usage if isinstance(usage, dict) else None, attempt)
@@ -240,7 +251,7 @@ class ApiClient:
         delta_of: Callable[[dict[str, Any]], str | None],
         attempt: int,
     ) -> ApiReply:
-        assert self._pool is not None, "use ApiClient inside `async with`"
+        assert self._session is not None, "use ApiClient inside `async with`"
         url = self.url(path)
         data = json.dumps(payload).encode()
         parts: list[str] = []
@@ -282,15 +293,14 @@ class ApiClient:
             return False
 
         try:
-            async with self._pool.stream(f"{self._prefix}/{path}", data) as (head, pieces):
-                if head.status != 200:
-                    raw = b"".join([piece async for piece in pieces])
-                    self._check_status(head, raw, path)
-                # Lines are split here, however the body is cut into pieces; an echoed prompt
-                # is one long line.
+            async with self._session.post(url, data=data, proxy=self._proxy) as response:
+                if response.status != 200:
+                    self._check_status(response, await response.read(), url)
+                # Lines are split here: aiohttp's readline refuses lines longer than its buffer,
+                # and an echoed prompt is one long line.
                 pending = b""
                 done = False
-                async for piece in pieces:
+                async for piece in response.content.iter_any():
                     lines = (pending + piece).split(b"\n")
                     pending = lines.pop()
                     for line in lines:
@@ -301,7 +311,16 @@ class ApiClient:
                         break
                 if not done and pending:
                     on_line(pending.rstrip(b"\r"))
-        except (TransportError, TimeoutError) as err:
+                if done and not response.content.at_eof():
+                    # The body's end follows [DONE] at once from any sane server: reading it
+                    # gives the connection back to the pool (aiohttp closes one left unread), a
+                    # TLS handshake saved per request. A server that lingers gets a second.
+                    try:
+                        async with asyncio.timeout(1.0):
+                            await response.content.read()
+                    except (aiohttp.ClientError, TimeoutError):
+                        pass
+        except (aiohttp.ClientError, TimeoutError) as err:
             raise self._transport_error(err, url) from None
         latency = time.perf_counter() - t0
         if not finished:
@@ -310,17 +329,16 @@ class ApiClient:
         return ApiReply(result, latency, ttft, usage if isinstance(usage, dict) else None, attempt)
 
     # ---------------------------------------------------------- classification
-    def _check_status(self, head: Head, body: bytes, path: str) -> None:
-        code = head.status
+    def _check_status(self, response: aiohttp.ClientResponse, body: bytes, url: str) -> None:
+        code = response.status
         if code < 400:
             return
-        url = self.url(path)
         if code in RETRYABLE_STATUS:
             raise TransientError(
-                f"HTTP {code} from {url}: {_server_message(body, head.reason)}",
-                retry_after=parse_retry_after(head.headers),
+                f"HTTP {code} from {url}: {_server_message(body, response.reason)}",
+                retry_after=parse_retry_after(response.headers),
             )
-        message = _server_message(body, head.reason)
+        message = _server_message(body, response.reason)
         if code in (401, 403):
             raise ApiFatalError(
                 f"HTTP {code} from {url}: {message} (check the API key in ${self.key_source})"
@@ -329,12 +347,16 @@ class ApiClient:
             raise ApiFatalError(f"HTTP 404 from {url}: {message} (check base_url and model)")
         raise ApiFatalError(f"HTTP {code} from {url}: {message}")
 
-    def _transport_error(self, err: TransportError | TimeoutError, url: str) -> TransientError:
-        if isinstance(err, TimeoutError):
-            return TransientError(f"timeout after {self.timeout_s:g}s waiting for {url}")
-        if err.unreachable:  # refused, no route, DNS failure
-            return TransientError(f"cannot connect to {url} ({err.reason})", unreachable=True)
-        return TransientError(f"connection to {url} dropped ({err.reason})")
+    def _transport_error(self, err: BaseException, url: str) -> TransientError:
+        if isinstance(err, TimeoutError):  # aiohttp's connect/read timeouts are TimeoutErrors
+            # No connection within the connect timeout: nothing answered (aiohttp >= 3.10 says so).
+            unreachable = isinstance(err, getattr(aiohttp, "ConnectionTimeoutError", ()))
+            return TransientError(f"timeout after {self.timeout_s:g}s waiting for {url}", unreachable=unreachable)
+        reason = str(err) or type(err).__name__
+        # refused, no route, DNS failure, TLS certificate, the proxy itself unreachable
+        if isinstance(err, aiohttp.ClientConnectorError):
+            return TransientError(f"cannot connect to {url} ({reason})", unreachable=True)
+        return TransientError(f"connection to {url} dropped ({reason})")
 
     @staticmethod
     def _parse(parse: Callable[[Any], Any], body: Any, url: str) -> Any:

@@ -1,6 +1,7 @@
-"""The API backend's HTTP/1.1 client (models/http1.py) against raw servers on 127.0.0.1 that
-answer byte for byte as a test scripts them: framing, keep-alive, dropped and idle-closed
-connections, timeouts, streaming, TLS; and the proxied transport through a real forwarding proxy."""
+"""The API backend's one transport (aiohttp inside ``ApiClient``) against raw servers on
+127.0.0.1 that answer byte for byte as a test scripts them: framing, keep-alive, dropped and
+idle-closed connections, timeouts, streaming, TLS, and a real forwarding proxy from the
+environment."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gapmeter.models.api_client import ApiClient, RetryPolicy
-from gapmeter.models.http1 import Http1Pool, TransportError
+from gapmeter.models.api_client import ApiClient, ApiReply, RequestFailed, RetryPolicy
 from gapmeter.models.rate_limit import RateLimiter
 
 
@@ -58,9 +59,24 @@ def ok(body: bytes = b'{"ok": true}', extra: str = "") -> bytes:
             .encode() + body)
 
 
-def pool(port: int, *, scheme: str = "http", read_timeout: float = 5.0) -> Http1Pool:
-    return Http1Pool(f"{scheme}://127.0.0.1:{port}/v1", headers={"Content-Type": "application/json"}, limit=4,
-                     connect_timeout=5.0, read_timeout=read_timeout)
+def client(port: int, *, scheme: str = "http", timeout: float = 5.0, retries: int = 0) -> ApiClient:
+    return ApiClient(f"{scheme}://127.0.0.1:{port}/v1", api_key="sk-test", key_source="OPENAI_API_KEY",
+                     timeout_s=timeout, concurrency=2, retry=RetryPolicy(max_retries=retries, backoff_s=0.01),
+                     limiter=RateLimiter())
+
+
+async def post(c: ApiClient, payload: Any = "x", parse: Callable[[Any], Any] = lambda body: body) -> ApiReply:
+    return await c.call("completions", {"prompt": payload}, parse, estimated_tokens=1)
+
+
+def stream(c: ApiClient) -> Awaitable[ApiReply]:
+    return c.call("completions", {"prompt": "x", "stream": True}, str, estimated_tokens=1,
+                  stream_delta=lambda chunk: chunk["choices"][0]["text"] if chunk.get("choices") else None)
+
+
+def event(data: str) -> bytes:
+    line = f"data: {data}\n\n".encode()
+    return b"%x\r\n%s\r\n" % (len(line), line)
 
 
 def run(coro: Awaitable[None]) -> None:
@@ -69,18 +85,14 @@ def run(coro: Awaitable[None]) -> None:
 
 def test_keep_alive_reuses_one_connection() -> None:
     async def answer(n: int, body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(ok(json.dumps({"n": n, "echo": body.decode()}).encode()))
+        w.write(ok(json.dumps({"n": n, "echo": json.loads(body)["prompt"]}).encode()))
         return True
 
     async def main() -> None:
-        async with RawServer(answer) as server:
-            p = pool(server.port)
+        async with RawServer(answer) as server, client(server.port) as c:
             for i in range(5):
-                head, body = await p.post("/v1/completions", f"req{i}".encode())
-                assert head.status == 200 and head.headers["content-type"] == "application/json"
-                assert json.loads(body) == {"n": i + 1, "echo": f"req{i}"}
-            await p.close()
-            assert server.connections == 1
+                assert (await post(c, f"req{i}")).result == {"n": i + 1, "echo": f"req{i}"}
+        assert server.connections == 1
 
     run(main())
 
@@ -89,24 +101,20 @@ def test_chunked_and_close_delimited_bodies() -> None:
     async def answer(n: int, body: bytes, w: asyncio.StreamWriter) -> bool:
         if n != 2:  # chunked, in three chunks written apart, after an interim answer
             w.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
-            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            w.write(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{"a": \r\n')
             await w.drain()
             await asyncio.sleep(0.05)
-            w.write(b"1\r\n \r\n5\r\nworld\r\n0\r\n\r\n")
+            w.write(b'1\r\n"\r\n7\r\nhello"}\r\n0\r\n\r\n')
             return True
-        w.write(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")  # no length: the close ends it
+        w.write(b'HTTP/1.0 200 OK\r\n\r\n{"until": "the end"}')  # no length: the close ends it
         return False
 
     async def main() -> None:
-        async with RawServer(answer) as server:
-            p = pool(server.port)
-            head, body = await p.post("/v1/x", b"{}")
-            assert (head.status, head.reason, "link" in head.headers, body) == (200, "OK", False, b"hello world")
-            head, body = await p.post("/v1/x", b"{}")
-            assert (head.status, body) == (200, b"until the end")
-            assert (await p.post("/v1/x", b"{}"))[1] == b"hello world"
-            await p.close()
-            assert server.connections == 2  # the close-delimited answer used up its connection
+        async with RawServer(answer) as server, client(server.port) as c:
+            assert (await post(c)).result == {"a": "hello"}
+            assert (await post(c)).result == {"until": "the end"}
+            assert (await post(c)).result == {"a": "hello"}
+        assert server.connections == 2  # the close-delimited answer used up its connection
 
     run(main())
 
@@ -121,21 +129,19 @@ def test_connection_close_and_idle_close_are_transparent() -> None:
         return n != 2  # after the 2nd answer the server closes the (idle) connection
 
     async def main() -> None:
-        async with RawServer(answer) as server:
-            p = pool(server.port)
+        async with RawServer(answer) as server, client(server.port) as c:
             for _ in range(4):
-                head, body = await p.post("/v1/x", b"{}")
-                assert head.status == 200 and json.loads(body) == {"ok": True}
+                reply = await post(c)
+                assert reply.result == {"ok": True} and reply.retries == 0
                 await asyncio.sleep(0.05)  # the idle close arrives meanwhile
-            await p.close()
-            assert server.requests == 4 and server.connections == 3
+        assert server.requests == 4 and server.connections == 3
 
     run(main())
 
 
-def test_server_closing_as_we_send_is_retried_once_on_a_new_connection() -> None:
+def test_server_closing_as_we_send_costs_one_retry_never_the_request() -> None:
     # The server reads the 2nd request and closes without a byte: a keep-alive race as seen from
-    # the client, never a failure of the request itself.
+    # the client. aiohttp re-sends only idempotent methods itself; the retry policy covers POST.
     async def answer(n: int, body: bytes, w: asyncio.StreamWriter) -> bool:
         if n == 2:
             return False
@@ -143,47 +149,30 @@ def test_server_closing_as_we_send_is_retried_once_on_a_new_connection() -> None
         return True
 
     async def main() -> None:
-        async with RawServer(answer) as server:
-            p = pool(server.port)
-            assert json.loads((await p.post("/v1/x", b"{}"))[1]) == {"n": 1}
-            assert json.loads((await p.post("/v1/x", b"{}"))[1]) == {"n": 3}
-            await p.close()
+        async with RawServer(answer) as server, client(server.port, retries=1) as c:
+            assert (await post(c)).result == {"n": 1}
+            reply = await post(c)
+            assert (reply.result, reply.retries) == ({"n": 3}, 1)
 
     run(main())
 
 
-def test_a_fresh_connection_dropped_mid_answer_is_an_error() -> None:
+def test_dropped_mid_answer_and_garbage_are_dropped_and_refused_is_unreachable() -> None:
     async def answer(n: int, body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial")
+        w.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial' if n == 1 else b"SMTP ready\r\n\r\n")
         return False
 
     async def main() -> None:
-        async with RawServer(answer) as server:
-            p = pool(server.port)
-            with pytest.raises(TransportError, match="dropped") as err:
-                await p.post("/v1/x", b"{}")
-            assert not err.value.unreachable
-            await p.close()
-
-    run(main())
-
-
-def test_refused_is_unreachable_and_garbage_is_an_error() -> None:
-    async def answer(n: int, body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(b"SMTP ready\r\n\r\n")
-        return False
-
-    async def main() -> None:
-        async with RawServer(answer) as server:
+        async with RawServer(answer) as server, client(server.port) as c:
             port = server.port
-            p = pool(port)
-            with pytest.raises(TransportError, match="malformed HTTP"):
-                await p.post("/v1/x", b"{}")
-            await p.close()
-        p = pool(port)  # nothing listens there now
-        with pytest.raises(TransportError) as err:
-            await p.post("/v1/x", b"{}")
-        assert err.value.unreachable
+            for _ in range(2):
+                with pytest.raises(RequestFailed, match="dropped") as err:
+                    await post(c)
+                assert not err.value.unreachable
+        async with client(port) as c:  # nothing listens there now
+            with pytest.raises(RequestFailed, match="cannot connect") as err:
+                await post(c)
+            assert err.value.unreachable
 
     run(main())
 
@@ -193,30 +182,46 @@ def test_read_timeout_bounds_each_wait_not_the_whole_stream() -> None:
         if n == 1:
             await asyncio.sleep(2)  # silent: times out
             return False
-        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
         for _ in range(6):  # 0.9 s in all, never silent for 0.3 s
             await asyncio.sleep(0.15)
-            w.write(b"1\r\n.\r\n")
+            w.write(event(json.dumps({"choices": [{"text": "."}]})))
             await w.drain()
+        w.write(event("[DONE]") + b"0\r\n\r\n")
+        return True
+
+    async def main() -> None:
+        async with RawServer(answer) as server, client(server.port, timeout=0.4) as c:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            with pytest.raises(RequestFailed, match="timeout after 0.4s") as err:
+                await post(c)
+            assert 0.35 < loop.time() - t0 < 1.5 and not err.value.unreachable
+            reply = await stream(c)
+            assert reply.result == "......"
+            assert reply.ttft_s is not None and reply.latency_s - reply.ttft_s > 0.5  # read as it came
+
+    run(main())
+
+
+def test_streamed_answers_keep_their_connection() -> None:
+    # The reader stops at ``data: [DONE]``; the chunked body's end comes a moment later and is
+    # read too, so the next request reuses the connection (a TLS handshake saved per request).
+    async def answer(n: int, body: bytes, w: asyncio.StreamWriter) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for data in (json.dumps({"choices": [{"text": f"tok{n}"}]}), "[DONE]"):
+            w.write(event(data))
+            await w.drain()
+        await asyncio.sleep(0.02)
         w.write(b"0\r\n\r\n")
         return True
 
     async def main() -> None:
-        async with RawServer(answer) as server:
-            p = pool(server.port, read_timeout=0.4)
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            with pytest.raises(TimeoutError):
-                await p.post("/v1/x", b"{}")
-            assert 0.35 < loop.time() - t0 < 1.5
-            pieces = []
-            async with p.stream("/v1/x", b"{}") as (head, body):
-                assert head.status == 200
-                async for piece in body:
-                    pieces.append((loop.time(), piece))
-            assert b"".join(x for _, x in pieces) == b"......"
-            assert pieces[-1][0] - pieces[0][0] > 0.5  # delivered as they came, not at the end
-            await p.close()
+        async with RawServer(answer) as server, client(server.port) as c:
+            for i in range(3):
+                reply = await stream(c)
+                assert reply.result == f"tok{i + 1}" and reply.ttft_s is not None
+        assert server.connections == 1
 
     run(main())
 
@@ -241,20 +246,18 @@ def test_https_verifies_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return True
 
     async def main(trusted: bool) -> None:
-        async with RawServer(answer, server_ctx) as server:
-            p = pool(server.port, scheme="https")
+        async with RawServer(answer, server_ctx) as server, client(server.port, scheme="https") as c:
             if trusted:
                 for _ in range(3):
-                    assert (await p.post("/v1/x", b"{}"))[0].status == 200
+                    assert (await post(c)).result == {"ok": True}
                 assert server.connections == 1
             else:
-                with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify") as err:
-                    await p.post("/v1/x", b"{}")
+                with pytest.raises(RequestFailed, match="CERTIFICATE_VERIFY_FAILED|certificate verify") as err:
+                    await post(c)
                 assert err.value.unreachable
-            await p.close()
 
     run(main(trusted=False))
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the default context's trust store
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read when the client is made, not at import
     run(main(trusted=True))
 
 
@@ -297,42 +300,10 @@ def test_a_proxy_from_the_environment_carries_the_requests(monkeypatch: pytest.M
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
         for name in ("NO_PROXY", "no_proxy", "http_proxy"):
             monkeypatch.delenv(name, raising=False)
-        async with RawServer(answer) as server:
-            client = ApiClient(f"http://127.0.0.1:{server.port}/v1", api_key=None, key_source="OPENAI_API_KEY",
-                               timeout_s=10, concurrency=2, retry=RetryPolicy(max_retries=0), limiter=RateLimiter(None, None))
-            async with client:
-                for i in range(2):
-                    reply = await client.call("completions", {"prompt": "x"}, lambda b: b["choices"][0]["text"],
-                                              estimated_tokens=1)
-                    assert reply.result == f"answer {i + 1}"
+        async with RawServer(answer) as server, client(server.port) as c:
+            for i in range(2):
+                assert (await post(c, parse=lambda b: b["choices"][0]["text"])).result == f"answer {i + 1}"
         proxy.close()
 
     run(main())
     assert seen and all(t.startswith(b"http://127.0.0.1:") and t.endswith(b"/v1/completions") for t in seen)
-
-
-def test_streamed_answers_keep_their_connection() -> None:
-    # The reader stops at ``data: [DONE]``; the chunked body's end comes a moment later and is
-    # read too, so the next request reuses the connection (a TLS handshake saved per request).
-    async def answer(n: int, body: bytes, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for event in (json.dumps({"choices": [{"text": f"tok{n}"}]}), "[DONE]"):
-            data = f"data: {event}\n\n".encode()
-            w.write(b"%x\r\n%s\r\n" % (len(data), data))
-            await w.drain()
-        await asyncio.sleep(0.02)
-        w.write(b"0\r\n\r\n")
-        return True
-
-    async def main() -> None:
-        async with RawServer(answer) as server:
-            client = ApiClient(f"http://127.0.0.1:{server.port}/v1", api_key="sk-test", key_source="OPENAI_API_KEY",
-                               timeout_s=10, concurrency=1, retry=RetryPolicy(max_retries=0), limiter=RateLimiter())
-            async with client:
-                for i in range(3):
-                    reply = await client.call("completions", {"prompt": "x", "stream": True}, str, estimated_tokens=1,
-                                              stream_delta=lambda c: c["choices"][0]["text"] if c.get("choices") else None)
-                    assert reply.result == f"tok{i + 1}" and reply.ttft_s is not None
-            assert server.connections == 1
-
-    run(main())
