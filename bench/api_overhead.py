@@ -13,8 +13,9 @@ Clients, each measured on the same number of requests after a warm-up call:
   committed to a SQLite response cache, one efficiency row per request, and the rich progress
   bar drawing to a (null) terminal;
 * ``lm-eval local-completions`` (aiohttp), ``num_concurrent`` = concurrency;
-* ``minimal client``: a bare asyncio HTTP/1.1 keep-alive loop (no library): what the server
-  sustains when the client costs next to nothing — the "server-limited" reference.
+* ``minimal client``: a bare asyncio HTTP/1.1 keep-alive loop (no library, no checks): not a
+  transport gapmeter could use, only the yardstick of what the server sustains when the client
+  costs next to nothing — the server's own limit.
 
 Overhead per request = client process CPU seconds (user + system, ``time.process_time``: all
 threads of this process, never the server's) ÷ requests, for one backend call of N requests.
@@ -24,9 +25,9 @@ spread over N. At concurrency 1 the time per request above the server's 50 ms is
 
     .venv/bin/python bench/api_overhead.py [--requests-scale 1.0] [--latency-ms 50] [--repeat 1]
 
-Targets: overhead < 1 ms per request; throughput limited by the server, not by the client:
-gapmeter's requests/s within 10% of the lesser of the ideal (concurrency / latency) and the
-minimal client's.
+Targets (docs/api.md says why): client CPU per request (backend and engine path) < 2 ms at
+concurrency 1 and < 0.5 ms at concurrency >= 16; at 16 and more, gapmeter's requests/s within 5%
+of the server's limit, the lesser of the ideal (concurrency / latency) and the minimal client's.
 """
 
 from __future__ import annotations
@@ -254,12 +255,13 @@ def main() -> None:
               f"{ours.rps / theirs.rps:>5.2f} | {ours.cpu_ms:>12.3f} | {engine.cpu_ms:>8.3f} | "
               f"{streamed.cpu_ms:>8.3f} | {theirs.cpu_ms:>11.3f} | {theirs.cpu_ms / ours.cpu_ms:>5.2f}")
         bound = min(c / latency, floor.rps)
+        budget = 2.0 if c == 1 else 0.5
+        cpu_ok = max(ours.cpu_ms, engine.cpu_ms) < budget
+        limited = "" if c < 16 else " -> " + ("within 5%" if ours.rps >= 0.95 * bound else "NOT within 5%")
         verdicts.append(
             f"c={c}: overhead {ours.cpu_ms:.2f} ms (engine path {engine.cpu_ms:.2f}) "
-            f"{'<' if max(ours.cpu_ms, engine.cpu_ms) < 1 else '>='} 1 ms -> "
-            f"{'met' if max(ours.cpu_ms, engine.cpu_ms) < 1 else 'NOT met'}; throughput "
-            f"{ours.rps:.0f} req/s = {ours.rps / bound:.0%} of the server's limit {bound:.0f} -> "
-            f"{'server-limited' if ours.rps >= 0.9 * bound else 'NOT server-limited'}")
+            f"{'<' if cpu_ok else '>='} {budget:g} ms -> {'met' if cpu_ok else 'NOT met'}; throughput "
+            f"{ours.rps:.0f} req/s = {ours.rps / bound:.0%} of the server's limit {bound:.0f}{limited}")
     if 1 in levels:
         ours, theirs = by[(1, "gapmeter")], by[(1, "lm-eval local-completions")]
         print(f"\nconcurrency 1, time per request above the server's {args.latency_ms:g} ms: gapmeter "
