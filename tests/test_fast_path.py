@@ -79,8 +79,9 @@ def test_fast_path_equals_plain_path(tiny_model_factory: Any, kind: str, dtype: 
     reqs = _requests()
     plain, _ = _score(HFModel(path, dtype=dtype, device="cpu", batch_size=1, max_length=96, prefix_cache=False), reqs)
     for bs in ("1", "3", "auto"):
-        model = HFModel(path, dtype=dtype, device="cpu", batch_size=bs, max_length=96)
-        assert model.prefix_cache
+        # bf16 takes the exact path by default; KV reuse is an opt-in there
+        model = HFModel(path, dtype=dtype, device="cpu", batch_size=bs, max_length=96, prefix_cache=dtype != "float32" or None)
+        assert model.prefix_cache, model.scoring_path
         fast, _ = _score(model, reqs)
         for n, ((ll, greedy), (pll, pgreedy)) in enumerate(zip(fast, plain, strict=True)):
             tol = 1e-4 if dtype == "float32" else max(1e-4, BF16_REL * abs(pll))
@@ -208,16 +209,19 @@ def test_end_to_end_metrics_identical_without_prefix_cache(llama_model_dir: Path
 
 def test_end_to_end_arc_identical_without_prefix_cache(gpt2_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     per_doc = {}
-    for fast in ("true", "false"):
+    for fast in ("auto", "false"):
         out = evaluate(
             RunSpec(
                 model="hf", model_args=f"pretrained={gpt2_model_dir},dtype=float32,prefix_cache={fast}",
                 tasks=("arc_challenge",), num_fewshot=5, limit=12, batch_size="8", device="cpu",
-                data_dir=data_dir, db=f"sqlite:///{tmp_path}/{fast}.sqlite", output_path=None,
+                data_dir=data_dir, db=f"sqlite:///{tmp_path}/{fast}.sqlite", output_path=tmp_path / fast,
             )
         )
         per_doc[fast] = [s.metrics for s in out.tasks["arc_challenge"].scores]
-    assert per_doc["true"] == per_doc["false"]
+        # results.json says which path produced the numbers
+        recorded = json.loads((tmp_path / fast / "results.json").read_text())["config"]["scoring_path"]
+        assert recorded["loglikelihood"] == ("kv_reuse" if fast == "auto" else "exact")
+    assert per_doc["auto"] == per_doc["false"]
 
 
 def test_prefix_cache_only_where_the_cache_lines_up() -> None:
@@ -231,3 +235,75 @@ def test_prefix_cache_only_where_the_cache_lines_up() -> None:
     mistral = MistralForCausalLM(MistralConfig(**small, sliding_window=256))
     assert not supports_prefix_cache(mistral, 2048)  # inputs may be longer than the window
     assert supports_prefix_cache(mistral, 256)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_scoring_path_is_chosen_by_dtype_and_said(
+    tiny_model_factory: Any, kind: str, capfd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gapmeter import notices
+    from gapmeter.models.prefix_cache import prefix_cache_unsupported
+
+    monkeypatch.setattr(notices, "_said", set())  # notes are said once per process
+
+    path = str(tiny_model_factory(kind))
+    fp32 = HFModel(path, dtype="float32", device="cpu", max_length=96)
+    # the installed transformers must keep the fast path on for these architectures
+    assert prefix_cache_unsupported(fp32.model, fp32.max_length) is None
+    assert fp32.scoring_path["loglikelihood"] == "kv_reuse" and fp32.prefix_cache
+    assert fp32.scoring_path["logits_to_keep"] is True
+
+    bf16 = HFModel(path, dtype="bfloat16", device="cpu", max_length=96)
+    assert bf16.scoring_path["loglikelihood"] == "exact" and not bf16.prefix_cache
+    assert bf16.scoring_path["lm_eval_exact"] is True
+
+    forced = HFModel(path, dtype="bfloat16", device="cpu", max_length=96, prefix_cache=True)
+    assert forced.prefix_cache and forced.scoring_path["lm_eval_exact"] is False
+    assert "prefix_cache=true with bfloat16 weights" in capfd.readouterr().err
+    # the path is part of the model's identity: cached responses of one never serve the other
+    assert forced.fingerprint() != bf16.fingerprint()
+
+
+def test_a_cache_keyword_the_model_lacks_is_said_not_silent(capfd: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gapmeter import notices
+    from gapmeter.models.scoring_path import choose_scoring_path
+
+    monkeypatch.setattr(notices, "_said", set())
+
+    record = choose_scoring_path(
+        requested=True, dtype=torch.float32, unsupported="X.forward takes no KV cache", logits_to_keep=False,
+        architecture="X",
+    )
+    assert record["loglikelihood"] == "exact" and "takes no KV cache" in record["reason"]
+    err = capfd.readouterr().err
+    assert "prefix_cache=true is not applied for X" in err
+    assert "X.forward takes no logits_to_keep" in err
+
+
+def test_batch_scoring_is_bitwise_the_per_request_computation() -> None:
+    """One log-softmax/gather/copy per batch gives lm-eval's per-request numbers exactly."""
+    import torch.nn.functional as F
+
+    from gapmeter.models.batch_scoring import ScoredRow, score_rows
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, None):
+        logits = (torch.randn(3, 17, 301, generator=gen) * 4).to(torch.bfloat16 if dtype is None else torch.float32)
+        rows = [
+            ScoredRow(0, 17, 9, [[5, 7, 9, 11, 13, 15, 17, 19, 21], [3], [300, 2]]),
+            ScoredRow(1, 12, 1, [[42]]),
+            ScoredRow(2, 15, 13, [list(range(13)), list(range(100, 103))]),
+        ]
+        got = score_rows(logits, rows, dtype)
+        want = []
+        for r in rows:
+            for cont in r.continuations:  # lm-eval's HFLM._loglikelihood_tokens, per request
+                lp = F.log_softmax(logits[r.row : r.row + 1, r.end - len(cont) : r.end], dim=-1, dtype=dtype)
+                target = torch.tensor([cont])
+                ll = torch.gather(lp, 2, target.unsqueeze(-1)).squeeze(-1)
+                want.append((float(ll.sum()), bool((lp.argmax(dim=-1) == target).all())))
+        assert got == want
+    # a greedy continuation is recognised
+    logits = torch.zeros(1, 3, 5)
+    logits[0, 0, 2] = logits[0, 1, 4] = 1.0
+    assert score_rows(logits, [ScoredRow(0, 2, 2, [[2, 4], [4]])], torch.float32)[0][1] is True

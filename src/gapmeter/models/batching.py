@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from gapmeter.errors import GapmeterError
@@ -159,3 +160,13 @@ def run_in_group_batches(
 def longest_first(lengths: Sequence[int], keys: Sequence[Any] | None = None) -> list[int]:
     """Indices sorted by descending length (ties by key) so a batch's first row sets its width."""
     return sorted(range(len(lengths)), key=lambda i: (-lengths[i], keys[i] if keys else i))
+
+
+def pad_right(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> torch.Tensor:
+    """``[len(rows), width]`` token ids, right-padded with ``pad_id``, built in one host pass
+    (one numpy fill, one tensor) instead of a tensor per row."""
+    width = width if width is not None else max(len(r) for r in rows)
+    out = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return torch.from_numpy(out)

@@ -29,8 +29,10 @@ import torch.nn.functional as F
 from gapmeter.errors import ConfigError, GapmeterError
 from gapmeter.models import prefix_cache as prefix_cache_module
 from gapmeter.models.base import OnDone, RequestStats, parse_bool
-from gapmeter.models.batching import TokenBudget, run_in_batches, run_in_group_batches
+from gapmeter.models.batch_scoring import ScoredRow, score_rows
+from gapmeter.models.batching import TokenBudget, pad_right, run_in_batches, run_in_group_batches
 from gapmeter.models.pair_split import move_trailing_spaces, split_pair
+from gapmeter.models.scoring_path import KV_REUSE, choose_scoring_path
 from gapmeter.models.stopping import StopOnStrings, cut_at_stops
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
 
@@ -91,7 +93,7 @@ class HFModel:
         max_length: int | None = None,
         add_bos_token: bool | None = None,
         trust_remote_code: bool = False,
-        prefix_cache: bool = True,
+        prefix_cache: bool | None = None,
         softmax_dtype: str | None = "float32",
     ) -> None:
         import transformers
@@ -131,8 +133,14 @@ class HFModel:
         )
         self._fingerprint: str | None = None
         self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        # Off for architectures whose decoder cannot run alone with a cache: plain path only.
-        self.prefix_cache = prefix_cache and prefix_cache_module.supports_prefix_cache(self.model, self.max_length)
+        self.scoring_path = choose_scoring_path(
+            requested=prefix_cache,
+            dtype=self.dtype,
+            unsupported=prefix_cache_module.prefix_cache_unsupported(self.model, self.max_length),
+            logits_to_keep=self._accepts_logits_to_keep,
+            architecture=type(self.model).__name__,
+        )
+        self.prefix_cache = self.scoring_path["loglikelihood"] == KV_REUSE
 
     # ------------------------------------------------------------- identity
     @property
@@ -193,6 +201,8 @@ class HFModel:
             "softmax_dtype": "model" if self.softmax_dtype is None else str(self.softmax_dtype).replace("torch.", ""),
             "architecture": type(self.model).__name__,
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
+            # part of the fingerprint: a KV-reuse response is not the exact path's response
+            "scoring_path": self.scoring_path,
         }
 
     # --------------------------------------------------------- tokenising
@@ -329,22 +339,15 @@ class HFModel:
         # Each input's scored window: its last `width` positions (the longest continuation).
         widths = [max(len(pairs[i][1]) for i in members[k]) for k in range(len(inputs))]
 
-        def emit(rows: list[tuple[int, torch.Tensor, torch.Tensor]], started: float) -> None:
-            done_idx: list[int] = []
-            done: list[tuple[float, bool]] = []
-            for k, logprobs, greedy in rows:
-                for i in members[k]:
-                    cont = pairs[i][1]
-                    # Each row holds the last `width` positions; this continuation is the tail.
-                    # Gathered and summed as lm-eval does: a [1, n] tensor in the softmax dtype on
-                    # the model's device (with softmax_dtype=model a bf16 sum is rounded to bf16 too).
-                    target = torch.tensor([cont], dtype=torch.long, device=logprobs.device)
-                    tail = logprobs[-len(cont) :].unsqueeze(0)
-                    lp = torch.gather(tail, 2, target.unsqueeze(-1)).squeeze(-1)
-                    is_greedy = bool((greedy[-len(cont) :].unsqueeze(0) == target).all())
-                    done_idx.append(i)
-                    done.append((float(lp.sum()), is_greedy))
-            on_done(done_idx, done, time.perf_counter() - started)
+        def emit(logits: torch.Tensor, keys: Sequence[int], ends: Sequence[int], started: float) -> None:
+            # Row r of `logits` holds input keys[r]; its scored window ends at ends[r] and is
+            # widths[k] long; each request on that input scores the tail of the window.
+            rows = [
+                ScoredRow(r, end, widths[k], [pairs[i][1] for i in members[k]])
+                for r, (k, end) in enumerate(zip(keys, ends, strict=True))
+            ]
+            results = score_rows(logits, rows, self.softmax_dtype)
+            on_done([i for k in keys for i in members[k]], results, time.perf_counter() - started)
 
         if self.prefix_cache:
             groups, singles = prefix_cache_module.plan_groups(inputs, widths)
@@ -356,12 +359,12 @@ class HFModel:
 
             def process_groups(batch: list[int]) -> None:
                 started = time.perf_counter()
-                rows = prefix_cache_module.forward_groups(
+                logits, keys, ends = prefix_cache_module.forward_groups(
                     self.model, [groups[g] for g in batch], inputs, widths,
                     pad_id=self.tokenizer.pad_token_id or 0, device=self.device,
-                    logits_to_keep=self._accepts_logits_to_keep, softmax_dtype=self.softmax_dtype,
+                    logits_to_keep=self._accepts_logits_to_keep,
                 )
-                emit(rows, started)
+                emit(logits, keys, ends, started)
 
             by_prefix = sorted(range(len(groups)), key=lambda g: (-shapes[g][1], -shapes[g][2], g))
             run_in_group_batches(by_prefix, shapes, self.budget, process_groups)
@@ -371,30 +374,22 @@ class HFModel:
 
             def process(batch: list[int]) -> None:
                 started = time.perf_counter()
-                rows = self._forward_logprobs([inputs[k] for k in batch], [widths[k] for k in batch])
-                emit([(k, lp, g) for k, (lp, g) in zip(batch, rows, strict=True)], started)
+                logits, ends = self._forward_logits([inputs[k] for k in batch], [widths[k] for k in batch])
+                emit(logits, batch, ends, started)
 
             order = sorted(singles, key=lambda k: (-lengths[k], inputs[k]))
             run_in_batches(order, lengths, self.budget, process)
 
     @torch.no_grad()
-    def _forward_logprobs(
-        self, inputs: list[tuple[int, ...]], widths: list[int]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Log-probs and their argmax at the last ``width`` positions of each (right-padded) input.
+    def _forward_logits(self, inputs: list[tuple[int, ...]], widths: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """Logits of a right-padded batch (no attention mask, as lm-eval) and, per row, where its
+        scored window ends in them (the window is the last ``width`` positions of the input).
 
-        The log-softmax runs in ``softmax_dtype`` (float32 by default; ``None`` keeps the logits'
-        dtype as lm-eval's default does, and then bf16 rounding is part of the numbers and
-        is_greedy is the argmax of the rounded log-probs). Results stay on the model's device.
+        The LM head runs only over the span of positions some row scores: with length-sorted
+        batches that is a few positions instead of the whole padded length (the vocab projection
+        dominates for large vocabularies). Logits stay on the model's device.
         """
-        pad = self.tokenizer.pad_token_id or 0
-        longest = max(len(x) for x in inputs)
-        batch = torch.full((len(inputs), longest), pad, dtype=torch.long)
-        for row, x in enumerate(inputs):
-            batch[row, : len(x)] = torch.tensor(x, dtype=torch.long)
-        # The LM head runs only over the span of positions some row scores: with length-sorted
-        # batches that is a few positions instead of the whole padded length (the vocab
-        # projection dominates for large vocabularies).
+        batch = pad_right(inputs, self.tokenizer.pad_token_id or 0)
         first = min(len(x) - w for x, w in zip(inputs, widths, strict=True))
         last = max(len(x) for x in inputs)
         kwargs: dict[str, Any] = {"use_cache": False}
@@ -403,12 +398,7 @@ class HFModel:
         else:
             first = 0
         logits = self.model(batch.to(self.device), **kwargs).logits  # [B, last - first, vocab]
-        out = []
-        for row, (x, width) in enumerate(zip(inputs, widths, strict=True)):
-            end = len(x) - first
-            logprobs = F.log_softmax(logits[row, end - width : end], dim=-1, dtype=self.softmax_dtype)  # [width, vocab]
-            out.append((logprobs, logprobs.argmax(dim=-1)))
-        return out
+        return logits, [len(x) - first for x in inputs]
 
     def _probe(self, n_tokens: int) -> None:
         """One forward of ``n_tokens`` tokens (as a [1, n] batch) to size the token budget."""
@@ -548,6 +538,6 @@ def load_hf(args: dict[str, str], *, device: str | None, batch_size: int | str) 
         max_length=int(args["max_length"]) if "max_length" in args else None,
         add_bos_token=parse_bool(args.get("add_bos_token"), name="add_bos_token"),
         trust_remote_code=bool(parse_bool(args.get("trust_remote_code"), name="trust_remote_code")),
-        prefix_cache=parse_bool(args.get("prefix_cache"), name="prefix_cache") is not False,
+        prefix_cache=None if args.get("prefix_cache", "auto") == "auto" else parse_bool(args["prefix_cache"], name="prefix_cache"),
         softmax_dtype=args.get("softmax_dtype", "float32"),
     )

@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
+from gapmeter.models.batching import pad_right
 from gapmeter.models.kv_cache_api import CACHE_KEYWORDS, cache_keyword, output_cache
 
 #: A group is worth its two-step forward only if the shared span is this long.
@@ -151,34 +152,27 @@ def forward_groups(
     pad_id: int,
     device: torch.device,
     logits_to_keep: bool,
-    softmax_dtype: torch.dtype | None = torch.float32,
-) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """``(input index, log-probs [width, vocab], argmax [width])`` for every member of ``groups``.
-
-    The log-softmax runs in ``softmax_dtype`` (``None``: the logits' dtype; see ``HFModel``).
-    """
+) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Logits of every member of ``groups``: ``(logits [members, positions, vocab], input index
+    of each row, where each row's scored window ends in its logits)``."""
     # 1. prefixes, right-padded, decoder only
-    prefix_w = max(g.prefix_len for g in groups)
-    prefix = torch.full((len(groups), prefix_w), pad_id, dtype=torch.long)
-    for row, g in enumerate(groups):
-        prefix[row, : g.prefix_len] = torch.tensor(inputs[g.members[0]][: g.prefix_len])
+    prefix = pad_right([inputs[g.members[0]][: g.prefix_len] for g in groups], pad_id)
+    prefix_w = prefix.shape[1]
     cache = output_cache(model.base_model(input_ids=prefix.to(device), use_cache=True))
 
     # 2. one row per member on a copy of its group's cache
     owners = [row for row, g in enumerate(groups) for _ in g.members]
     keys = [k for g in groups for k in g.members]
-    plens = [groups[row].prefix_len for row in owners]
-    suffixes = [inputs[k][p:] for k, p in zip(keys, plens, strict=True)]
-    suffix_w = max(len(s) for s in suffixes)
-    ids = torch.full((len(keys), suffix_w), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(keys), prefix_w + suffix_w), dtype=torch.long)
-    positions = torch.zeros((len(keys), suffix_w), dtype=torch.long)
-    for row, (s, p) in enumerate(zip(suffixes, plens, strict=True)):
-        ids[row, : len(s)] = torch.tensor(s)
-        mask[row, :p] = 1
-        mask[row, prefix_w : prefix_w + len(s)] = 1
-        # padding positions repeat the last real one (never past the model's position table)
-        positions[row] = (p + torch.arange(suffix_w)).clamp(max=p + len(s) - 1)
+    plens = np.asarray([groups[row].prefix_len for row in owners], dtype=np.int64)
+    suffixes = [inputs[k][p:] for k, p in zip(keys, plens.tolist(), strict=True)]
+    lens = np.asarray([len(s) for s in suffixes], dtype=np.int64)
+    suffix_w = int(lens.max())
+    ids = pad_right(suffixes, pad_id, suffix_w)
+    cols = np.arange(prefix_w + suffix_w)
+    # the group's real prefix, then the member's real suffix; the padding between is hidden
+    mask = (cols < plens[:, None]) | ((cols >= prefix_w) & (cols < prefix_w + lens[:, None]))
+    # padding positions repeat the last real one (never past the model's position table)
+    positions = np.minimum(plens[:, None] + np.arange(suffix_w), (plens + lens - 1)[:, None])
     cache.batch_select_indices(torch.tensor(owners, device=device))
 
     first = min(len(s) - widths[k] for s, k in zip(suffixes, keys, strict=True))
@@ -189,15 +183,10 @@ def forward_groups(
         first = 0
     logits = model(
         input_ids=ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=positions.to(device),
+        attention_mask=torch.from_numpy(mask.astype(np.int64)).to(device),
+        position_ids=torch.from_numpy(positions).to(device),
         use_cache=True,
         **{cache_keyword(model.forward) or "past_key_values": cache},
         **kwargs,
     ).logits
-    out = []
-    for row, (s, k) in enumerate(zip(suffixes, keys, strict=True)):
-        end = len(s) - first
-        logprobs = F.log_softmax(logits[row, end - widths[k] : end], dim=-1, dtype=softmax_dtype)
-        out.append((k, logprobs, logprobs.argmax(dim=-1)))
-    return out
+    return logits, keys, [len(s) - first for s in suffixes]

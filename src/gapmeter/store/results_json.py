@@ -102,6 +102,8 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             "model": outcome.spec.model,
             "model_args": outcome.spec.model_args,
             "model_info": outcome.model_info,
+            # which scoring path produced the numbers and whether they are lm-eval's bit for bit
+            "scoring_path": outcome.model_info.get("scoring_path"),
             "batch_size": outcome.spec.batch_size,
             "device": outcome.spec.device,
             "limit": outcome.spec.limit,
