@@ -20,6 +20,13 @@ class AuditConfig:
     oren_shards: int = 50
     oren_permutations: int = 50
     oren_min_items_per_shard: int = 2
+    # The p-value: "randomization" re-draws which ordering of each shard is canonical (exact
+    # under exchangeability, any shard size); "t" is Oren et al.'s t-test over shards, which
+    # over-rejects with 2-item shards (issue 20; measured by `gapmeter selftest oren`).
+    oren_test: str = "randomization"
+    # Monte-Carlo resamples of the randomization test (exact enumeration when there are fewer
+    # assignments); at p = 0.05 the Monte-Carlo standard error is 0.002.
+    oren_resamples: int = 10_000
     # Items a detector needs at least (below this it is skipped, not run with no power).
     min_items: int = 10
     # Generation budget of the generative detectors (tokens).
@@ -38,5 +45,7 @@ class AuditConfig:
             raise ValueError("alpha must be in (0, 1)")
         if not 0 < self.mink_fraction <= 1:
             raise ValueError("mink_fraction must be in (0, 1]")
+        if self.oren_test not in {"randomization", "t"}:
+            raise ValueError("oren_test must be randomization or t")
         if self.prompt_style not in {"completion", "instruct"}:
             raise ValueError("prompt_style must be completion or instruct")

@@ -4,8 +4,12 @@ Holm's step-down correction runs over every p-value of the audit (all tasks × d
 ran), so the family-wise false-positive rate of "contaminated" is at most alpha per audit, as
 long as each detector's own test is valid (the self-test measures that). Verdicts:
 
-* contaminated: some detector's Holm-adjusted p < alpha;
-* suspicious: none survives the correction, but some uncorrected p < alpha;
+* contaminated: some detector whose calibration check did not fail for the setting in use has a
+  Holm-adjusted p < alpha;
+* suspicious: none survives the correction, but some uncorrected p < alpha; or the only
+  detectors that survive it failed their calibration check for this setting (their
+  ``details["calibration"]`` says ``failed`` and why): a test known to reject true nulls more
+  often than alpha cannot carry "contaminated" on its own;
 * clean: detectors ran and none has p < alpha (absence of evidence, at their measured power);
 * untested: no detector could run (each skipped detector says why).
 """
@@ -32,14 +36,28 @@ def verdict(results: list[DetectorResult], alpha: float) -> tuple[str, str]:
     if not ran:
         return "untested", "no detector could run: " + "; ".join(f"{r.detector}: {r.skipped}" for r in results)
     strong = [r for r in ran if r.p_holm is not None and r.p_holm < alpha]
-    if strong:
-        names = ", ".join(f"{r.detector} (p_holm={r.p_holm:.2g})" for r in strong)
+    calibrated = [r for r in strong if not miscalibrated(r)]
+    if calibrated:
+        names = ", ".join(f"{r.detector} (p_holm={r.p_holm:.2g})" for r in calibrated)
         return "contaminated", f"significant after Holm correction: {names}"
+    if strong:
+        names = "; ".join(
+            f"{r.detector} (p_holm={r.p_holm:.2g}) is significant after Holm correction, but its calibration "
+            f"check failed for this setting: {r.details['calibration'].get('reason', 'no reason recorded')}"
+            for r in strong
+        )
+        return "suspicious", f"{names}; not enough on its own for contaminated"
     weak = [r for r in ran if r.p_value is not None and r.p_value < alpha]
     if weak:
         names = ", ".join(f"{r.detector} (p={r.p_value:.2g})" for r in weak)
         return "suspicious", f"p < {alpha} before but not after Holm correction: {names}"
     return "clean", f"{len(ran)} detector(s) ran, none with p < {alpha}"
+
+
+def miscalibrated(result: DetectorResult) -> bool:
+    """True when the detector's calibration check failed for the setting it ran in."""
+    cal = result.details.get("calibration")
+    return isinstance(cal, dict) and cal.get("status") == "failed"
 
 
 def inflation_from_reference(candidate: list[float], reference: list[float]) -> Inflation:
