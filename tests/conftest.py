@@ -23,6 +23,7 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 import pytest  # noqa: E402
+from support.services import service_missing  # noqa: E402
 from support.tiny_models import build_model, default_data_dir  # noqa: E402
 
 TinyModelFactory = Callable[..., Path]
@@ -31,10 +32,11 @@ TinyModelFactory = Callable[..., Path]
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The benchmark data dir (``$GAPMETER_DATA_DIR``, else ``<repo>/../shared/data``, else
-    ``/work/shared/data``); tests using it are skipped when it is absent."""
+    ``/work/shared/data``); tests using it are skipped when it is absent (failed under
+    ``GAPMETER_REQUIRE_SERVICES=1``, as in CI)."""
     d = default_data_dir()
     if not d.is_dir():
-        pytest.skip(f"benchmark data dir {d} not found (set GAPMETER_DATA_DIR)")
+        service_missing(f"benchmark data dir {d} not found (set GAPMETER_DATA_DIR)")
     return d
 
 
