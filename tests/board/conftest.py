@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from support.services import service_missing
 
 PG_ENV = "GAPMETER_TEST_PG_URL"
 
@@ -19,7 +20,7 @@ PG_ENV = "GAPMETER_TEST_PG_URL"
 def _pg_admin_url() -> str:
     url = os.environ.get(PG_ENV)
     if not url:
-        pytest.skip(f"{PG_ENV} is not set: no PostgreSQL server (.ci/board_services.sh starts one)")
+        service_missing(f"{PG_ENV} is not set: no PostgreSQL server (scripts/test.sh starts one)")
     return url
 
 
@@ -50,7 +51,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def chromium_path() -> str:
     path = os.environ.get("GAPMETER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        pytest.skip("no chromium binary (Debian package `chromium`; .ci/board_services.sh installs it)")
+        service_missing("no chromium binary (Debian package `chromium`; scripts/test.sh installs it)")
     return path
 
 
