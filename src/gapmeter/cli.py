@@ -17,10 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from gapmeter.errors import GapmeterError
+from gapmeter.render import WrappingGroup, emit_json, print_table, stdout_console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure the real gap between language models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=WrappingGroup,
+                  help="Measure the real gap between language models.")
 err_console = Console(stderr=True)
-console = Console()
+console = stdout_console()
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON on stdout instead of tables (for scripts)")]
 
 
 def _quiet_libraries(verbosity: str) -> None:
@@ -42,7 +45,7 @@ def _quiet_libraries(verbosity: str) -> None:
 @app.command()
 def run(
     model: Annotated[str, typer.Option("--model", help="backend: hf")] = "hf",
-    model_args: Annotated[str, typer.Option("--model_args", "--model-args", help="pretrained=PATH[,dtype=float32][,revision=..]")] = "",
+    model_args: Annotated[str, typer.Option("--model_args", "--model-args", help="pretrained=PATH, plus dtype=float32, revision=.. (comma-separated)")] = "",
     tasks: Annotated[str, typer.Option("--tasks", help="comma-separated task/group names or YAML files")] = "",
     num_fewshot: Annotated[int | None, typer.Option("--num_fewshot", "--num-fewshot")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="first N docs of each task")] = None,
@@ -119,34 +122,52 @@ def run(
 @app.command("tasks")
 def list_tasks(
     include_path: Annotated[list[Path] | None, typer.Option("--include_path", "--include-path")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List the built-in (and included) tasks and groups."""
     from gapmeter.tasks.registry import TaskRegistry
 
     reg = TaskRegistry.load(list(include_path or []))
+    records: list[dict[str, object]] = []
+    for name, g in sorted(reg.groups.items()):
+        members = [str(t) for t in g.config.task]
+        records.append({"name": name, "kind": "group", "shots": None,
+                        "description": g.config.description_text or ", ".join(members), "tasks": members,
+                        "path": str(g.path)})
+    for name, t in sorted(reg.tasks.items()):
+        c = t.config
+        records.append({"name": name, "kind": c.output_type, "shots": c.num_fewshot,
+                        "description": c.description_text or "", "path": str(t.path)})
+    if as_json:
+        emit_json(records)
+        return
     table = Table(title="gapmeter tasks")
     table.add_column("name")
     table.add_column("kind")
     table.add_column("shots", justify="right")
     table.add_column("description")
-    for name, g in sorted(reg.groups.items()):
-        table.add_row(name, "group", "", g.config.description_text or ", ".join(map(str, g.config.task))[:60])
-    for name, t in sorted(reg.tasks.items()):
-        c = t.config
-        table.add_row(name, c.output_type, str(c.num_fewshot), c.description_text or "")
-    console.print(table)
+    for r in records:
+        table.add_row(str(r["name"]), str(r["kind"]), "" if r["shots"] is None else str(r["shots"]),
+                      str(r["description"]))
+    print_table(console, table)
 
 
 @app.command("runs")
 def list_runs(
-    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file")] = None,
-    output_path: Annotated[Path | None, typer.Option("--output_path", "--output-path")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: GAPMETER_DB or runs/gapmeter.sqlite)")] = None,
+    output_path: Annotated[Path | None, typer.Option("--output_path", "--output-path", help="a run's output directory (its gapmeter.sqlite)")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """List stored runs with their main scores."""
-    from gapmeter.report import print_runs
-    from gapmeter.store.db import resolve_db_url
+    """List stored runs with their main scores (reads only: a missing store is an error)."""
+    from gapmeter.compare.runs import store_url
+    from gapmeter.report import print_runs, stored_runs
 
-    print_runs(resolve_db_url(db, output_path), console)
+    # store_url never creates a file or directory: listing runs must not leave an empty store.
+    url = store_url(db or os.environ.get("GAPMETER_DB") or (str(output_path) if output_path else None))
+    if as_json:
+        emit_json({"store": url, "runs": stored_runs(url)})
+        return
+    print_runs(url, console)
 
 
 @app.command()
@@ -209,11 +230,13 @@ def compare(
     alpha: Annotated[float, typer.Option("--alpha", help="family-wise error rate (Holm across tasks)")] = 0.05,
     bootstrap_iters: Annotated[int, typer.Option("--bootstrap_iters", "--bootstrap-iters")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 1234,
+    as_json: JsonOption = False,
 ) -> None:
     """Which differences between runs are real: paired tests per task, Holm, MDE, ranks with ties."""
     from gapmeter.commands.compare import run_compare
 
-    run_compare(runs, db=db, metric=metric, subtasks=subtasks, alpha=alpha, iters=bootstrap_iters, seed=seed, console=console)
+    run_compare(runs, db=db, metric=metric, subtasks=subtasks, alpha=alpha, iters=bootstrap_iters, seed=seed,
+                console=console, as_json=as_json)
 
 
 @app.command()
@@ -221,11 +244,12 @@ def profile(
     runs: Annotated[list[str], typer.Argument(help="run ids (or unique prefixes) or run output directories")],
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: GAPMETER_DB or runs/gapmeter.sqlite)")] = None,
     output_path: Annotated[Path, typer.Option("--output_path", "--output-path", help="where profile.html / profile.png / profile.json go")] = Path("gapmeter-profile"),
+    as_json: JsonOption = False,
 ) -> None:
     """Capability profile: per-dimension scores with CIs and a radar chart (HTML + PNG)."""
     from gapmeter.commands.profile import run_profile
 
-    run_profile(runs, db=db, output_path=output_path, console=console)
+    run_profile(runs, db=db, output_path=output_path, console=console, as_json=as_json)
 
 
 @app.command()
@@ -275,10 +299,17 @@ def audit(
     data_dir: Annotated[Path | None, typer.Option("--data_dir", "--data-dir")] = None,
     include_path: Annotated[list[Path] | None, typer.Option("--include_path", "--include-path")] = None,
     verbosity: Annotated[str, typer.Option("--verbosity")] = "WARNING",
+    as_json: JsonOption = False,
 ) -> None:
-    """Contamination audit: five detectors per task, Holm-corrected verdicts, inflation with CI."""
+    """Contamination audit: six detectors per task, Holm-corrected verdicts, inflation with CI."""
     from gapmeter.audit.config import AuditConfig
-    from gapmeter.commands.audit import AuditOptions, parse_references, print_audit, run_audit
+    from gapmeter.commands.audit import (
+        AuditOptions,
+        audit_document,
+        parse_references,
+        print_audit,
+        run_audit,
+    )
 
     _quiet_libraries(verbosity)
     names = tuple(t.strip() for t in tasks.split(",") if t.strip())
@@ -290,10 +321,13 @@ def audit(
         raise GapmeterError(f"audit settings: {err}") from None
     opts = AuditOptions(model, model_args, names, parse_references(reference), detectors, limit, batch_size,
                         device, output_path, db, data_dir, tuple(include_path or ()))
+    if as_json:  # progress goes to stderr: stdout holds the JSON document only
+        emit_json(audit_document(run_audit(opts, config, err_console), opts, config))
+        return
     print_audit(run_audit(opts, config, console), console)
 
 
-selftest_app = typer.Typer(no_args_is_help=True, help="Prove gapmeter's own machinery on planted ground truth.")
+selftest_app = typer.Typer(no_args_is_help=True, cls=WrappingGroup, help="Prove gapmeter's own machinery on planted ground truth.")
 app.add_typer(selftest_app, name="selftest")
 
 
@@ -335,17 +369,21 @@ def pareto(
     out: Annotated[Path, typer.Option("--out", help="directory for pareto.html, pareto.png, pareto.json")] = Path("pareto"),
     gpu_hour_cost: Annotated[float | None, typer.Option("--gpu_hour_cost", "--gpu-hour-cost", help="re-price runs of models without a token price at $/hour")] = None,
     prices: Annotated[Path | None, typer.Option("--prices", help="re-price runs of models in this price table")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Quality-vs-cost and quality-vs-latency Pareto frontiers across runs (HTML + PNG)."""
     from gapmeter.commands.pareto import run_pareto
 
-    run_pareto(runs or [], db=db, task=task, metric=metric, latency=latency, out=out,
-               gpu_hour_cost=gpu_hour_cost, prices=prices, console=console)
+    result = run_pareto(runs or [], db=db, task=task, metric=metric, latency=latency, out=out,
+                        gpu_hour_cost=gpu_hour_cost, prices=prices, console=None if as_json else console,
+                        notes=err_console)
+    if as_json:
+        emit_json({**result.to_json(), "files": result.files})
 
 
 from gapmeter.commands.board import board_app  # noqa: E402 - typer only; the app loads lazily
 
-app.add_typer(board_app, name="board")
+app.add_typer(board_app, name="board", cls=WrappingGroup)
 
 
 @app.command()
@@ -363,9 +401,31 @@ def submit(
     console.print(f"{state}: {answer['model']} → {board.rstrip('/')}{answer['url']}", highlight=False)
 
 
+def _help_style() -> None:
+    """Plain help unless stdout is a terminal of at least 120 columns: typer's rich help is a
+    boxed table that cuts option names and help text to '…' when narrower (and a pipe counts as
+    80 columns), while click's plain help wraps at word boundaries and cuts nothing."""
+    import shutil
+
+    if sys.stdout.isatty() and shutil.get_terminal_size().columns >= 120:
+        return
+    from gapmeter.commands.board import private_app, token_app
+
+    for typer_app in (app, selftest_app, board_app, token_app, private_app):
+        typer_app.rich_markup_mode = None
+
+
 def main() -> None:
+    from gapmeter.lifecycle import TERM_EXIT_CODE, exit_on_sigterm, stop_children
+
+    _help_style()
+    exit_on_sigterm()
     try:
         app(standalone_mode=False)
+    except SystemExit as stop:
+        if stop.code == TERM_EXIT_CODE:  # SIGTERM: leave no worker process behind
+            stop_children()
+        raise
     except GapmeterError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
 from gapmeter.engine.aggregate import MetricResult
+from gapmeter.render import print_table
 from gapmeter.store.db import open_store
 from gapmeter.store.models import MetricValue, Run
 
@@ -38,7 +39,7 @@ def print_run_summary(outcome: RunOutcome, console: Console) -> None:
         for m in task.metrics:
             v, se, ci = fmt_metric(m)
             table.add_row(name, str(task.num_fewshot), m.metric, m.filter, v, se, ci, str(m.n))
-    console.print(table)
+    print_table(console, table)
     if outcome.efficiency is not None:
         from gapmeter.efficiency.report import print_efficiency
 
@@ -50,29 +51,44 @@ def print_run_summary(outcome: RunOutcome, console: Console) -> None:
     )
 
 
-def print_runs(db_url: str, console: Console) -> None:
+def stored_runs(db_url: str) -> list[dict[str, Any]]:
+    """Every run in the store, oldest first, with all its stored metric values."""
     sessions = open_store(db_url)
+    out: list[dict[str, Any]] = []
+    with sessions() as s:
+        for run in s.scalars(select(Run).order_by(Run.created_at)).all():
+            metrics = s.scalars(select(MetricValue).where(MetricValue.run_id == run.id).order_by(MetricValue.id)).all()
+            out.append({
+                "id": run.id,
+                "status": run.status,
+                "model": run.model,
+                "model_args": run.model_args,
+                "tasks": list(run.tasks),
+                "created_at": run.created_at.isoformat(timespec="seconds") if run.created_at else None,
+                "finished_at": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
+                "wall_seconds": run.wall_seconds,
+                "metrics": [{"task": m.task, "metric": m.metric, "filter": m.filter, "value": m.value,
+                             "stderr": m.stderr} for m in metrics],
+            })
+    return out
+
+
+def print_runs(db_url: str, console: Console) -> None:
+    runs = stored_runs(db_url)
+    if not runs:
+        console.print(f"no runs stored in {db_url}", soft_wrap=True)
+        return
     table = Table(title=f"runs in {db_url}")
     for col in ("run", "status", "model", "tasks", "main scores", "finished", "seconds"):
         table.add_column(col)
-    with sessions() as s:
-        runs = s.scalars(select(Run).order_by(Run.created_at)).all()
-        for run in runs:
-            metrics = s.scalars(select(MetricValue).where(MetricValue.run_id == run.id)).all()
-            main = ", ".join(
-                f"{m.task} {m.metric}={m.value:.3f}±{(m.stderr or 0):.3f}"
-                for m in metrics[:4]
-                if m.value is not None
-            )
-            table.add_row(
-                run.id,
-                run.status,
-                f"{run.model} {run.model_args}",
-                ",".join(run.tasks),
-                main,
-                run.finished_at.isoformat(timespec="seconds") if run.finished_at else "",
-                f"{run.wall_seconds:.1f}" if run.wall_seconds else "",
-            )
-    console.print(table)
-    if not runs:
-        console.print("no runs stored yet")
+    for run in runs:
+        main = ", ".join(
+            f"{m['task']} {m['metric']}={m['value']:.3f}±{(m['stderr'] or 0):.3f}"
+            for m in run["metrics"][:4]
+            if m["value"] is not None
+        )
+        table.add_row(
+            run["id"], run["status"], f"{run['model']} {run['model_args']}", ",".join(run["tasks"]), main,
+            run["finished_at"] or "", f"{run['wall_seconds']:.1f}" if run["wall_seconds"] else "",
+        )
+    print_table(console, table)

@@ -30,8 +30,10 @@ from gapmeter.engine.cache import ResponseCache
 from gapmeter.engine.plan import resolve_tasks
 from gapmeter.errors import ConfigError
 from gapmeter.models.registry import check_backend, load_model
+from gapmeter.render import print_table
 from gapmeter.store.db import open_store, resolve_db_url
 from gapmeter.store.models import AuditDetectorResult, AuditVerdict
+from gapmeter.store.results_json import atomic_write
 from gapmeter.tasks.registry import TaskRegistry
 
 
@@ -164,9 +166,9 @@ def _store(sessions: Any, audit_id: str, opts: AuditOptions, fingerprint: str, p
         s.commit()
 
 
-def _write_json(path: Path, outcome: AuditOutcome, opts: AuditOptions, config: AuditConfig) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
+def audit_document(outcome: AuditOutcome, opts: AuditOptions, config: AuditConfig) -> dict[str, Any]:
+    """What ``audit.json`` holds (and ``gapmeter audit --json`` prints)."""
+    return {
         "audit_id": outcome.audit_id,
         "model": opts.model,
         "model_args": opts.model_args,
@@ -174,9 +176,10 @@ def _write_json(path: Path, outcome: AuditOutcome, opts: AuditOptions, config: A
         "config": asdict(config),
         "tasks": [a.to_json() for a in outcome.audits],
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    tmp.replace(path)
+
+
+def _write_json(path: Path, outcome: AuditOutcome, opts: AuditOptions, config: AuditConfig) -> None:
+    atomic_write(path, json.dumps(audit_document(outcome, opts, config), indent=2, default=str))
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
@@ -195,7 +198,7 @@ def print_audit(outcome: AuditOutcome, console: Console) -> None:
                 effect, str(d.n) + (f" vs {d.n_reference}" if d.n_reference else ""),
                 f"skipped: {d.skipped}" if d.skipped else "",
             )
-    console.print(table)
+    print_table(console, table)
     verdicts = Table(title="verdicts (inflation = public score − score on unseen/perturbed equivalents, 95% CI)")
     for col in ("task", "verdict", "inflation", "95% CI", "public", "equivalent", "source", "reason"):
         verdicts.add_column(col)
@@ -210,4 +213,4 @@ def print_audit(outcome: AuditOutcome, console: Console) -> None:
             f"{inf.equivalent_score:.3f}" if inf else "—",
             inf.source if inf else "—", a.reason,
         )
-    console.print(verdicts)
+    print_table(console, verdicts)

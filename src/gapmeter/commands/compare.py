@@ -18,6 +18,7 @@ from gapmeter.compare.runs import StoredRun, open_run
 from gapmeter.compare.sensitivity import SensitivityReport, prompt_sensitivity
 from gapmeter.compare.standings import Standings, rank_stored
 from gapmeter.errors import ConfigError
+from gapmeter.render import emit_json, print_table
 
 __all__ = [
     "open_labelled",
@@ -70,7 +71,7 @@ def print_comparison(report: ComparisonReport, console: Console) -> None:
             f"{row.p_holm:.3g} ({r.p_value:.3g})", r.test + counts,
             "—" if row.mde is None else f"{row.mde:.4f}", verdict,
         )
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"p: Holm-adjusted (raw in brackets) over {len(report.rows)} rows, alpha {report.alpha}; "
         "#rank: 1 + runs significantly better; MDE: smallest true |Δ| detected with 80% power at this n; "
@@ -98,11 +99,11 @@ def print_standings(standings: list[Standings], console: Console) -> None:
             ci = f" [{e.ci[0]:.3f}, {e.ci[1]:.3f}]" if e.ci else ""
             cells.append(f"{e.value:.4f}{ci} n={e.n} #{e.rank}")
         table.add_row(*_unit_name(st.unit.name, st.unit.metric, st.unit.filter), *cells)
-    console.print(table)
+    print_table(console, table)
 
 
 def run_compare(refs: Sequence[str], *, db: str | None, metric: str | None, subtasks: bool,
-                alpha: float, iters: int, seed: int, console: Console) -> None:
+                alpha: float, iters: int, seed: int, console: Console, as_json: bool = False) -> None:
     if len(refs) < 2:
         raise ConfigError("compare needs at least two runs (ids, id prefixes or output directories)")
     if not 0 < alpha < 1:
@@ -114,6 +115,9 @@ def run_compare(refs: Sequence[str], *, db: str | None, metric: str | None, subt
     standings = rank_stored(runs, metric=metric, subtasks=subtasks, alpha=alpha, iters=iters,
                             seed=seed) if len(runs) > 2 else []
     sensitivity = prompt_sensitivity(runs, alpha=alpha, iters=iters, seed=seed)
+    if as_json:
+        emit_json({"comparisons": reports, "standings": standings, "prompt_sensitivity": sensitivity})
+        return
     if standings:
         print_standings(standings, console)
     for report in reports:
@@ -146,7 +150,7 @@ def print_sensitivity(reports: list[SensitivityReport], console: Console) -> Non
             p = f" (p={m.spread_test.p_value:.3g})" if m.spread_test is not None else ""
             table.add_row(m.run.label, *cells, f"{m.mean:.3f}", f"{m.min:.3f}", f"{m.max:.3f}",
                           f"{m.spread:.3f}{p}")
-        console.print(table)
+        print_table(console, table)
         if multi:
             verdict = "yes" if rep.ranking_changes else "no"
             order = "changes" if rep.order_changes else "is the same"

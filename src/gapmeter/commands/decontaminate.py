@@ -38,6 +38,7 @@ from gapmeter.decontam.scan import (
 )
 from gapmeter.decontam.tokens import HFTokenizer
 from gapmeter.errors import ConfigError, DataError
+from gapmeter.render import print_table
 
 RULES = ("gpt3", "palm", "llama2")
 
@@ -251,7 +252,7 @@ def print_summary(outcome: DecontamOutcome, output_path: Path, console: Console)
         if s["rules"]["llama2"]:
             row += [cell(f"llama2:{k}") for k in ("clean", "not_clean", "not_dirty", "dirty")]
         table.add_row(*row)
-    console.print(table)
+    print_table(console, table)
     c = s["corpus"]
     console.print(
         f"corpus: {len(c['files'])} files, {c['documents']} documents, {c['bytes'] / 1e6:.1f} MB "

@@ -31,6 +31,7 @@ from gapmeter.efficiency.frontier import FrontierPoint, pareto_frontier
 from gapmeter.efficiency.plots import Panel, PanelPoint, html_figure, write_png
 from gapmeter.efficiency.report import fmt_seconds, fmt_usd
 from gapmeter.errors import ConfigError, DataError
+from gapmeter.render import print_table
 from gapmeter.scoring.metrics import METRICS
 from gapmeter.store.db import open_store
 from gapmeter.store.models import EfficiencyValue, MetricValue, Run
@@ -209,12 +210,24 @@ def collect(
     latency: str,
     gpu_hour_cost: float | None,
     prices: Path | None,
+    notes: Console | None = None,
 ) -> ParetoResult:
+    """Points of the runs; without named runs, the store's complete runs that have ``task``
+    (the others are skipped with a note on ``notes``: a store mixes runs of different tasks)."""
     if latency not in LATENCIES:
         raise ConfigError(f"--latency {latency!r}: choose one of {', '.join(LATENCIES)}")
     if gpu_hour_cost is not None and not gpu_hour_cost >= 0:
         raise ConfigError(f"--gpu_hour_cost {gpu_hour_cost}: must be a number >= 0 ($ per hour)")
     runs = [open_run(ref, db) for ref in (refs or _all_complete_runs(db))]
+    if task and not refs:
+        lacking = [r for r in runs if task not in r.tasks]
+        runs = [r for r in runs if task in r.tasks]
+        if not runs:
+            raise ConfigError(f"no complete run in {store_url(db)} has the task or group {task!r}")
+        for r in lacking:
+            if notes is not None:
+                notes.print(f"note: skipped run {r.id} ({r.label}): it has no task or group {task!r}",
+                            highlight=False, soft_wrap=True)
     seen: dict[str, int] = {}
     for r in runs:
         seen[r.label] = seen.get(r.label, 0) + 1
@@ -277,14 +290,15 @@ def print_pareto(result: ParetoResult, console: Console) -> None:
     ):
         have = sorted((p for p in result.points if getattr(p, attr) is not None), key=lambda p: getattr(p, attr))
         table = Table(title=f"quality vs {name}: {what}, {result.metric}{direction}")
-        for col in ("", "run", "model", "quality [95% CI]", axis, "cost", "score/$", "dominated by"):
-            table.add_column(col, justify="left" if col in ("", "run", "model", "dominated by") else "right")
+        # The run id leads: it heads each record when the table is too wide for the console.
+        for col in ("run", "frontier", "model", "quality [95% CI]", axis, "cost", "score/$", "dominated by"):
+            table.add_column(col, justify="left" if col in ("frontier", "run", "model", "dominated by") else "right")
         for p in have:
             beaten = getattr(p, f"{name}_dominated_by")
             x = getattr(p, attr)
             table.add_row(
-                "★" if beaten is None else "",
                 p.run_id,
+                "★" if beaten is None else "",
                 p.label,
                 _quality_text(p),
                 fmt_usd(x) if name == "cost" else fmt_seconds(x),
@@ -292,7 +306,7 @@ def print_pareto(result: ParetoResult, console: Console) -> None:
                 "-" if p.score_per_dollar is None else f"{p.score_per_dollar:,.3g}",
                 by_id[beaten].label if beaten else "",
             )
-        console.print(table)
+        print_table(console, table)
         missing = [p.label for p in result.points if getattr(p, attr) is None]
         if missing:
             hint = ("no cost: give --gpu_hour_cost (local models) or --prices" if name == "cost"
@@ -333,9 +347,10 @@ def run_pareto(
     gpu_hour_cost: float | None = None,
     prices: Path | None = None,
     console: Console | None = None,
+    notes: Console | None = None,
 ) -> ParetoResult:
     result = collect(refs, db=db, task=task, metric=metric, latency=latency,
-                     gpu_hour_cost=gpu_hour_cost, prices=prices)
+                     gpu_hour_cost=gpu_hour_cost, prices=prices, notes=notes)
     out.mkdir(parents=True, exist_ok=True)
     title = f"gapmeter pareto: {result.scope or 'mean of top-level tasks'} ({result.metric})"
     y_label = result.metric + ("" if result.higher_is_better else " (lower is better)")

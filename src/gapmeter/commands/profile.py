@@ -19,6 +19,7 @@ from gapmeter.compare.ranking import Score, rank_with_ties
 from gapmeter.errors import ConfigError
 from gapmeter.profile.dimensions import RunProfile, run_profile_of
 from gapmeter.profile.radar import radar_axes, write_radar_html, write_radar_png
+from gapmeter.render import emit_json, print_table
 from gapmeter.store.results_json import atomic_write
 
 __all__ = ["dimension_ranks", "print_profiles", "run_profile"]
@@ -52,13 +53,14 @@ def print_profiles(profiles: Sequence[RunProfile], console: Console) -> None:
             cells.append(f"{s.value:.3f}{ci} n={s.n_items}{rank}")
             tasks.extend(t.unit.name for t in s.tasks if t.unit.name not in tasks)
         table.add_row(dim, *cells, ", ".join(tasks))
-    console.print(table)
+    print_table(console, table)
     for p in profiles:
         for note in p.notes:
             console.print(f"note ({p.label}): {note}")
 
 
-def run_profile(refs: Sequence[str], *, db: str | None, output_path: Path, console: Console) -> list[RunProfile]:
+def run_profile(refs: Sequence[str], *, db: str | None, output_path: Path, console: Console,
+                as_json: bool = False) -> list[RunProfile]:
     if not refs:
         raise ConfigError("profile needs at least one run (id, id prefix or output directory)")
     runs = open_labelled(refs, db)
@@ -66,9 +68,15 @@ def run_profile(refs: Sequence[str], *, db: str | None, output_path: Path, conso
     if not any(p.dimensions for p in profiles):
         raise ConfigError("no task of these runs has a dimension and a 0-1 score; declare `dimension:` in the task YAML")
     title = "capability profile: " + ", ".join(p.label for p in profiles)
-    print_profiles(profiles, console)
+    if not as_json:
+        print_profiles(profiles, console)
     write_radar_html(profiles, output_path / "profile.html", title)
     write_radar_png(profiles, output_path / "profile.png", title)
     atomic_write(output_path / "profile.json", json.dumps([asdict(p) for p in profiles], indent=2, default=str))
-    console.print(f"radar chart: {output_path / 'profile.html'}, {output_path / 'profile.png'}; numbers: {output_path / 'profile.json'}")
+    files = {"html": str(output_path / "profile.html"), "png": str(output_path / "profile.png"),
+             "json": str(output_path / "profile.json")}
+    if as_json:
+        emit_json({"profiles": profiles, "files": files})
+    else:
+        console.print(f"radar chart: {files['html']}, {files['png']}; numbers: {files['json']}")
     return profiles

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from gapmeter.errors import DataError
+from gapmeter.render import print_table
 
 if TYPE_CHECKING:
     from gapmeter.engine.evaluate import RunOutcome
@@ -217,4 +218,4 @@ def print_report(comparisons: list[SubsetComparison], console: Any) -> None:
             zs += "  affected" if c.llama2_affected else ""
         table.add_row(c.task, c.rule, f"{c.metric},{c.filter}", f"{c.mean_all:.4f} (n={c.n_all})",
                       cell("clean"), cell("dirty"), diff, p, zs)
-    console.print(table)
+    print_table(console, table)

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from gapmeter.efficiency.run import RunEfficiency
 from gapmeter.efficiency.summary import EfficiencySummary
+from gapmeter.render import print_table
 
 
 def fmt_seconds(x: float | None) -> str:
@@ -64,7 +65,7 @@ def print_efficiency(eff: RunEfficiency, console: Console) -> None:
         table.add_row(*_row(f"[bold]{name}[/]", s))
     for name, s in eff.tasks.items():
         table.add_row(*_row(name, s))
-    console.print(table)
+    print_table(console, table)
     run = eff.run
     pricing = eff.pricing
     if pricing.gpu_hour_cost is not None:
