@@ -84,7 +84,8 @@ def served(db_url: str, local_runs):  # noqa: ANN001, ANN201
     boardkit.copy_runs(local_runs[1], db_url)
     settings = BoardSettings(
         db_url=db_url, include_path=(boardkit.FIXTURE_TASKS,),
-        private=PrivatePolicy(items_per_eval=20, min_interval_s=0, max_rps=200),
+        # the test endpoints listen on 127.0.0.1 (as --allow_private_endpoints allows)
+        private=PrivatePolicy(items_per_eval=20, min_interval_s=0, max_rps=200, allow_private_endpoints=True),
     )
     with boardkit.ServedBoard(settings) as board:
         yield board

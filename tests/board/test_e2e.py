@@ -34,7 +34,7 @@ def board(local_runs, tmp_path_factory):  # noqa: ANN001, ANN201
     boardkit.copy_runs(local_runs[1], db)
     with boardkit.ServedBoard(BoardSettings(db_url=db, include_path=(boardkit.FIXTURE_TASKS,))) as b:
         tok = b.token("alice", "submitter")
-        submit(local_runs[0]["arith-small"].out_dir, b.url, tok, model_name="alice/small-copy")
+        submit(local_runs[0]["arith-small"].out_dir, b.url, tok, model_name="alice-small-copy")
         yield b
 
 
@@ -64,11 +64,11 @@ def _models(page) -> list[str]:  # noqa: ANN001
 
 def test_leaderboard_sorts_filters_and_reweights(page, board) -> None:
     page.goto(board.url + "/")
-    assert sorted(_models(page)) == ["alice/small-copy", "arith-large", "arith-small"]
+    assert sorted(_models(page)) == ["alice-small-copy", "arith-large", "arith-small"]
     page.click("a[data-sort=name]")
-    assert _models(page) == ["alice/small-copy", "arith-large", "arith-small"]
+    assert _models(page) == ["alice-small-copy", "arith-large", "arith-small"]
     page.click("a[data-sort=name]")
-    assert _models(page) == ["arith-small", "arith-large", "alice/small-copy"]
+    assert _models(page) == ["arith-small", "arith-large", "alice-small-copy"]
     page.click("a[data-sort='task:arith_gen']")
     values = page.eval_on_selector_all("#leaderboard td.score[data-task=arith_gen]", "c => c.map(x => parseFloat(x.dataset.value))")
     assert values == sorted(values, reverse=True)
@@ -94,7 +94,7 @@ def test_leaderboard_sorts_filters_and_reweights(page, board) -> None:
     assert order == [r["model"] for r in api]
     walls = {r["model"]: r["efficiency"]["latency_p50_s"] for r in api}
     assert order[0] == min((m for m in walls if walls[m] is not None), key=lambda m: walls[m])
-    assert next(r for r in api if r["model"] == "alice/small-copy")["weighted_score"] == 0.0
+    assert next(r for r in api if r["model"] == "alice-small-copy")["weighted_score"] == 0.0
     assert page.is_visible("#leaderboard td.weighted")
     assert page.problems == []  # type: ignore[attr-defined]
 

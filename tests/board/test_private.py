@@ -73,16 +73,18 @@ def test_items_rotate_per_submitter_until_exhausted(served, endpoints) -> None:
     admin.post("/api/admin/private-splits", json={"task": TASK, "split": "heldout"})
     url, app = endpoints["honest"]
     seen: list[str] = []
-    for tok in (served.token("one", "submitter"), served.token("two", "submitter")):
+    for who in ("one", "two"):
+        tok = served.token(who, "submitter")
         mine: list[str] = []
         for _ in range(6):  # 120 items, 20 per evaluation
             app.state.prompts.clear()
             r = served.client(tok).post("/api/private-evals", json={
-                "model_name": "honest", "base_url": url, "api_model": "m", "wait": True})
+                "model_name": f"honest-{who}", "base_url": url, "api_model": "m", "wait": True})
             assert r.status_code == 202 and r.json()["evaluations"][0]["status"] == "complete"
             mine.extend(app.state.prompts)
         assert len(mine) == len(set(mine)) == 120  # no prompt shown twice to one submitter
-        r = served.client(tok).post("/api/private-evals", json={"model_name": "honest", "base_url": url, "api_model": "m"})
+        r = served.client(tok).post("/api/private-evals", json={"model_name": f"honest-{who}", "base_url": url,
+                                                                "api_model": "m"})
         assert r.status_code == 409 and "every private item has been shown" in r.json()["error"]
         seen.append(str(sorted(mine)))
     assert seen[0] == seen[1]  # each submitter gets every item once, independently
@@ -93,7 +95,8 @@ def test_rate_limit_bad_endpoints_and_fresh_items(db_url, endpoints) -> None:
     from gapmeter.board.private import PrivatePolicy
 
     settings = BoardSettings(db_url=db_url, include_path=(boardkit.FIXTURE_TASKS,),
-                             private=PrivatePolicy(items_per_eval=10, min_interval_s=3600, max_rps=100))
+                             private=PrivatePolicy(items_per_eval=10, min_interval_s=3600, max_rps=100,
+                                                   allow_private_endpoints=True))  # endpoints on 127.0.0.1
     with boardkit.ServedBoard(settings) as board:
         admin = board.client(board.token("ada", "admin"))
         fresh = admin.post("/api/admin/private-splits", json={"task": TASK, "generate": 30})
@@ -102,7 +105,7 @@ def test_rate_limit_bad_endpoints_and_fresh_items(db_url, endpoints) -> None:
         assert admin.post("/api/admin/private-splits", json={"task": "nope", "split": "x"}).status_code == 404
         sub = board.client(board.token("sam", "submitter"))
         r = sub.post("/api/private-evals", json={"model_name": "x", "base_url": "file:///etc/passwd", "api_model": "m"})
-        assert r.status_code == 400
+        assert r.status_code == 422
         # An endpoint that is down: the evaluation fails with a message naming no item.
         dead = f"http://127.0.0.1:{boardkit.free_port()}/v1"
         r = sub.post("/api/private-evals", json={"model_name": "x", "base_url": dead, "api_model": "m", "wait": True})

@@ -131,12 +131,12 @@ def test_crawler_never_sees_a_private_item_or_answer(served, local_runs, caplog)
     caplog.set_level(logging.DEBUG)
     honest = boardkit.arithmetic_endpoint()
     with boardkit.serve_app(honest) as url:
-        for name in ("arith-large", "ghost-model"):
+        for name in ("sam-model", "ghost-model"):  # names sam owns (arith-large is the operator's)
             r = served.client(sub_tok).post("/api/private-evals", json={
                 "model_name": name, "base_url": url, "api_model": "m", "wait": True})
             assert r.status_code == 202
     dead = f"http://127.0.0.1:{boardkit.free_port()}/v1"
-    served.client(sub_tok).post("/api/private-evals", json={"model_name": "arith-large", "base_url": dead,
+    served.client(sub_tok).post("/api/private-evals", json={"model_name": "sam-model", "base_url": dead,
                                                             "api_model": "m", "wait": True})
     with served.ctx.sessions() as s:
         from gapmeter.board.tables import PrivateItem

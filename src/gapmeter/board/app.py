@@ -134,15 +134,33 @@ def _credential(request: Request) -> str | None:
 
 
 async def principal(request: Request, ctx: BoardContext = Depends(board)) -> Principal | None:
-    """Who is asking: None for anonymous; 401 for a wrong or revoked token."""
+    """Who is asking: None for anonymous; 401 for a wrong, revoked or expired token (a bad
+    cookie is cleared with that 401, so the next page is viewed signed out)."""
     secret = _credential(request)
     if secret is None:
         return None
     who = await run_in_threadpool(_check_token, ctx, secret)
     if who is None:
-        raise HTTPException(401, "invalid or revoked token")
+        raise HTTPException(401, "invalid, revoked or expired token")
     request.state.actor = who.name
     return who
+
+
+async def lenient_principal(request: Request, ctx: BoardContext = Depends(board)) -> Principal | None:
+    """As :func:`principal`, but a bad cookie is anonymous: /login and /logout must work with a
+    stale cookie, or a user could never sign out."""
+    try:
+        return await principal(request, ctx)
+    except HTTPException:
+        return None
+
+
+def cookie_flags(request: Request) -> dict[str, Any]:
+    """The token cookie's attributes: set by the server only, never readable by scripts, sent
+    only to this board's path, only same-site, and only over https when the board is served so
+    (the scheme as seen after a trusted proxy's X-Forwarded-Proto)."""
+    root = request.scope.get("root_path", "") or "/"
+    return {"httponly": True, "secure": request.url.scheme == "https", "samesite": "strict", "path": root}
 
 
 def _check_token(ctx: BoardContext, secret: str) -> Principal | None:
@@ -193,9 +211,10 @@ CSP = (
 
 
 def create_app(settings: BoardSettings) -> FastAPI:
-    from gapmeter.board import routes_api, routes_pages
+    from gapmeter.board import routes_api, routes_pages, routes_private
 
     app = FastAPI(
+        docs_url=None, redoc_url=None,  # FastAPI's pages load scripts from a CDN: /docs is ours (routes_pages)
         title="gapmeter board",
         version=gapmeter.__version__,
         description=(
@@ -215,6 +234,8 @@ def create_app(settings: BoardSettings) -> FastAPI:
         resp = error_response(request, exc.status_code, str(exc.detail))
         if exc.status_code == 401:
             resp.headers["WWW-Authenticate"] = "Bearer"
+            if TOKEN_COOKIE in request.cookies and "authorization" not in request.headers:
+                resp.delete_cookie(TOKEN_COOKIE, **cookie_flags(request))  # a stale sign-in: forget it
         return resp
 
     @app.exception_handler(404)
@@ -253,6 +274,7 @@ def create_app(settings: BoardSettings) -> FastAPI:
         return FileResponse(HERE / "static" / name, media_type=allowed[name], headers={"Cache-Control": "public, max-age=3600"})
 
     app.include_router(routes_api.router)
+    app.include_router(routes_private.router)
     app.include_router(routes_pages.router)
     return app
 

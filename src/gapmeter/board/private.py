@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import secrets
 import threading
 import time
@@ -29,6 +28,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gapmeter.board.auditlog import record
 from gapmeter.board.auth import Principal
+from gapmeter.board.endpoint import (
+    API_MODEL_RE,
+    FAILED,
+    EndpointFailed,
+    EndpointGuard,
+    IPNetwork,
+    build_backend,
+    check_base_url,
+    check_reachable,
+    failure_category,
+)
+from gapmeter.board.names import OPERATOR, owner_of
 from gapmeter.board.readmodel import bump_generation
 from gapmeter.board.tables import PrivateEval, PrivateExposure, PrivateItem, PrivateSplit
 from gapmeter.board.tasklib import TaskLibrary
@@ -54,6 +65,8 @@ class PrivatePolicy:
     items_per_eval: int = 50  # per task, per evaluation
     min_interval_s: float = 3600.0  # between two evaluations by one submitter
     max_rps: float = 5.0  # requests per second sent to an endpoint
+    allow_private_endpoints: bool = False  # loopback/private/link-local endpoints (--allow_private_endpoints)
+    allow_networks: tuple[IPNetwork, ...] = ()  # or only these non-public networks
 
 
 # ----------------------------------------------------------------------------- admin side
@@ -128,39 +141,29 @@ class EvalRequest:
     api_model: str
     api_key: str | None
     tasks: tuple[str, ...]
+    api: str = "completions"  # completions | chat
 
 
-BackendFactory = Callable[[EvalRequest, PrivatePolicy], Any]
+BackendFactory = Callable[[EvalRequest, PrivatePolicy, EndpointGuard], Any]
 
 
-def default_backend(req: EvalRequest, policy: PrivatePolicy) -> Any:
-    """The ``openai`` model backend when installed (loglikelihood and generation), else the
-    board's own completions client (generation only)."""
+def default_backend(req: EvalRequest, policy: PrivatePolicy, guard: EndpointGuard) -> Any:
+    """The ``openai`` backend from structured values, with the submitter's key or none, on a
+    loop whose every connection the guard checks (``board/endpoint.py``)."""
+    return build_backend(base_url=req.base_url, api_model=req.api_model, api=req.api, api_key=req.api_key,
+                         max_rps=policy.max_rps, guard=guard)
+
+
+def check_request(req: EvalRequest) -> None:
+    """Shape checks that need no network; PrivateEvalError(422) naming the field."""
     try:
-        from gapmeter.models.registry import load_model
-
-        args = (f"base_url={req.base_url},model={req.api_model},stream=false,concurrency=1,"
-                f"rpm={max(1, int(policy.max_rps * 60))},max_retries=2,timeout=60")
-        if req.api_key:
-            # The backend reads keys from the environment only; one variable per evaluation.
-            var = f"GAPMETER_BOARD_KEY_{secrets.token_hex(8).upper()}"
-            os.environ[var] = req.api_key
-            args += f",api_key_env={var}"
-        backend = load_model("openai", args, device=None, batch_size="1")
-        if req.api_key:
-            backend._board_key_env = var  # type: ignore[attr-defined]  # removed after the run
-    except (ImportError, GapmeterError):
-        from gapmeter.board.endpoint import CompletionsClient
-
-        return CompletionsClient(req.base_url, req.api_model, req.api_key, max_rps=policy.max_rps)
-    return backend
-
-
-def check_endpoint_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PrivateEvalError("base_url must be an http(s) URL such as https://host/v1")
-    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+        check_base_url(req.base_url)
+    except ValueError as err:
+        raise PrivateEvalError(str(err), 422) from None
+    if not API_MODEL_RE.match(req.api_model):
+        raise PrivateEvalError("api_model may hold letters, digits and . _ : / @ + - only", 422)
+    if req.api not in ("completions", "chat"):
+        raise PrivateEvalError("api must be completions or chat", 422)
 
 
 class PrivateEvaluator:
@@ -173,13 +176,27 @@ class PrivateEvaluator:
         self._running: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def start(self, who: Principal, req: EvalRequest, *, wait: bool = False) -> list[int]:
-        host = check_endpoint_url(req.base_url)
+    def guard(self) -> EndpointGuard:
+        return EndpointGuard(self.policy.allow_private_endpoints, self.policy.allow_networks)
+
+    def start(self, who: Principal, req: EvalRequest, *, wait: bool = False,
+              local_names: frozenset[str] = frozenset()) -> list[int]:
+        check_request(req)
+        try:
+            check_reachable(req.base_url, self.guard())
+        except ValueError as err:
+            raise PrivateEvalError(str(err), 422) from None
         with self._lock:
             thread = self._running.get(who.id)
             if thread is not None and thread.is_alive():
                 raise PrivateEvalError("an evaluation of yours is still running; wait for it to finish", 429)
+        host = urlsplit(req.base_url).hostname or ""
         with self.sessions() as s:
+            bump_generation(s)  # first: concurrent claims of one name queue here (owner_of)
+            owner = owner_of(s, req.model_name, set(local_names))
+            if owner is not None and owner != who.id and not who.can("admin"):
+                whose = "the board's operator" if owner == OPERATOR else "another submitter"
+                raise PrivateEvalError(f"model name {req.model_name!r} belongs to {whose}; evaluate a model of yours", 403)
             available = private_tasks(s)
             tasks = list(req.tasks) or sorted(available)
             unknown = [t for t in tasks if t not in available]
@@ -191,7 +208,6 @@ class PrivateEvaluator:
                 wait_s = self.policy.min_interval_s - (utcnow() - last).total_seconds()
                 if wait_s > 0:
                     raise PrivateEvalError(f"rate limit: next private evaluation in {math.ceil(wait_s)} s", 429)
-            bump_generation(s)
             plan: list[tuple[int, str, list[int]]] = []
             for task in tasks:
                 items = self._unseen(s, who.id, task, self.policy.items_per_eval)
@@ -199,17 +215,20 @@ class PrivateEvaluator:
                     raise PrivateEvalError(
                         f"task {task}: every private item has been shown to you; ask an admin for fresh ones", 409
                     )
-                ev = PrivateEval(submitter_id=who.id, model_name=req.model_name, task=task, endpoint_host=host,
+                ev = PrivateEval(submitter_id=who.id, model_name=req.model_name, task=task, endpoint_host=host[:300],
                                  status="queued", n=len(items))
                 s.add(ev)
                 s.flush()
                 for item_id in items:  # counted as shown now, even if the endpoint fails later
                     s.add(PrivateExposure(submitter_id=who.id, item_id=item_id, eval_id=ev.id))
                 plan.append((ev.id, task, items))
+            # The full request (never the key) so an admin can see exactly what was called.
             record(s, who.name, "private.evaluate", f"model:{req.model_name}",
-                   {"tasks": tasks, "endpoint": host, "evals": [p[0] for p in plan]})
+                   {"submitter": who.name, "submitter_id": who.id, "model": req.model_name,
+                    "base_url": req.base_url, "api_model": req.api_model, "api": req.api,
+                    "key_sent": bool(req.api_key), "tasks": tasks, "evals": [p[0] for p in plan]})
             s.commit()
-        thread = threading.Thread(target=self._run, args=(req, plan), name=f"private-eval-{who.id}", daemon=True)
+        thread = threading.Thread(target=self._run, args=(who, req, plan), name=f"private-eval-{who.id}", daemon=True)
         with self._lock:
             self._running[who.id] = thread
         thread.start()
@@ -227,19 +246,28 @@ class PrivateEvaluator:
             return ids
         return sorted(secrets.SystemRandom().sample(ids, k))
 
-    def _run(self, req: EvalRequest, plan: list[tuple[int, str, list[int]]]) -> None:
+    def _run(self, who: Principal, req: EvalRequest, plan: list[tuple[int, str, list[int]]]) -> None:
         backend = None
+        guard = self.guard()
         try:
-            backend = self.backend_factory(req, self.policy)
+            backend = self.backend_factory(req, self.policy, guard)
             for eval_id, task, items in plan:
                 self._one(backend, eval_id, task, items)
         except Exception as err:  # noqa: BLE001 - recorded on the evaluation rows
-            self._fail([p[0] for p in plan], err)
+            if isinstance(err, EndpointFailed):
+                reasons = err.reasons
+            elif isinstance(err, GapmeterError):
+                reasons = [failure_category(str(err))]
+            else:
+                reasons = [f"board error ({type(err).__name__})"]
+            if guard.refused:
+                reasons = sorted(set(reasons) | {"refused: non-public address"})
+            self._fail(who, req, [p[0] for p in plan], reasons, sorted(set(guard.refused)))
+        else:
+            self._audit_result(who, req, [p[0] for p in plan], "complete", [], [])
         finally:
-            if backend is not None:
-                os.environ.pop(getattr(backend, "_board_key_env", ""), None)
-                if hasattr(backend, "close"):
-                    backend.close()
+            if backend is not None and hasattr(backend, "close"):
+                backend.close()
 
     def _one(self, backend: Any, eval_id: int, task_name: str, item_ids: list[int]) -> None:
         self._set(eval_id, status="running")
@@ -251,6 +279,7 @@ class PrivateEvaluator:
         plans = task.plan(num_fewshot=shots)
         requests = [r for p in plans for r in p.requests]
         responses: dict[int, Any] = {}
+        failures: list[str] = []
         t0 = time.perf_counter()
         by_kind: dict[str, list[int]] = {}
         for i, r in enumerate(requests):
@@ -261,12 +290,15 @@ class PrivateEvaluator:
             def on_done(positions: list[int], results: list[Any], stats: Any = None, idx: list[int] = idx) -> None:
                 for pos, res in zip(positions, results, strict=True):
                     responses[idx[pos]] = res
+                for st in stats or ():
+                    if getattr(st, "failed", False):
+                        failures.append(failure_category(getattr(st, "error", None)))
 
             getattr(backend, {"loglikelihood": "loglikelihood", "loglikelihood_rolling": "loglikelihood_rolling",
                               "generate_until": "generate"}[kind])(batch, on_done)
         answered = sum(1 for r in responses.values() if r is not None)
         if answered != len(requests):
-            raise PrivateEvalError(f"endpoint answered {answered} of {len(requests)} requests")
+            raise EndpointFailed(sorted(set(failures)) or ["no valid answer"])
         grouped, k = [], 0
         for p in plans:
             grouped.append([responses[k + j] for j in range(len(p.requests))])
@@ -289,20 +321,43 @@ class PrivateEvaluator:
                 setattr(ev, k, v)
             s.commit()
 
-    def _fail(self, eval_ids: list[int], err: Exception) -> None:
-        # Only this module's and the endpoint client's messages (which never quote an item) are
-        # kept; any other error (a scoring DataError may quote an answer) by its type name only.
-        from gapmeter.board.endpoint import EndpointError
-
-        safe = isinstance(err, PrivateEvalError | EndpointError)
-        message = str(err) if safe else f"evaluation failed ({type(err).__name__})"
-        log.warning("private evaluation failed", extra={"evals": eval_ids, "error": message})
+    def _fail(self, who: Principal, req: EvalRequest, eval_ids: list[int], reasons: list[str], refused: list[str]) -> None:
+        log.warning("private evaluation failed", extra={"evals": eval_ids, "reasons": reasons})
         with self.sessions() as s:
             bump_generation(s)
             for ev in s.scalars(select(PrivateEval).where(PrivateEval.id.in_(eval_ids))):
                 if ev.status != "complete":
-                    ev.status, ev.error, ev.finished_at = "failed", message[:500], utcnow()
+                    ev.status, ev.error, ev.finished_at = "failed", FAILED, utcnow()
             s.commit()
+        self._audit_result(who, req, eval_ids, "failed", reasons, refused)
+
+    def _audit_result(self, who: Principal, req: EvalRequest, eval_ids: list[int], status: str, reasons: list[str],
+                      refused: list[str]) -> None:
+        """One audit entry per evaluation's outcome: endpoint, model, submitter and result."""
+        with self.sessions() as s:
+            rows = list(s.scalars(select(PrivateEval).where(PrivateEval.id.in_(eval_ids)).order_by(PrivateEval.id)))
+            results = [{"eval": e.id, "task": e.task, "status": e.status, "metric": e.metric, "value": e.value,
+                        "stderr": e.stderr, "n": e.n} for e in rows]
+            record(s, who.name, f"private.{status}", f"model:{req.model_name}",
+                   {"submitter": who.name, "submitter_id": who.id, "model": req.model_name, "base_url": req.base_url,
+                    "api_model": req.api_model, "results": results, "reasons": reasons, "refused_addresses": refused})
+            s.commit()
+
+    def delete(self, eval_id: int, actor: str) -> dict[str, Any]:
+        """An admin removes an evaluation from every page; the row stays (status ``deleted``)
+        with its exposures, so the items it used stay used."""
+        with self.sessions() as s:
+            bump_generation(s)
+            ev = s.get(PrivateEval, eval_id)
+            if ev is None or ev.status == "deleted":
+                raise PrivateEvalError("no such private evaluation", 404)
+            if ev.status in ("queued", "running"):
+                raise PrivateEvalError("this evaluation is still running; delete it when it has finished", 409)
+            before = eval_summary(ev)
+            ev.status = "deleted"
+            record(s, actor, "private.delete", f"model:{ev.model_name}", {"eval": before, "submitter_id": ev.submitter_id})
+            s.commit()
+            return eval_summary(ev)
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         with self._lock:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import hashlib
 import json
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
@@ -21,6 +20,7 @@ from sqlalchemy import select
 from gapmeter.board import auditlog, pagecache, private, views
 from gapmeter.board.app import BoardContext, board, principal, require, viewer
 from gapmeter.board.auth import Principal, create_token, revoke_tokens
+from gapmeter.board.names import normalize_model_name
 from gapmeter.board.ranking import Weights
 from gapmeter.board.readmodel import Snapshot, bump_generation
 from gapmeter.board.submissions import (
@@ -37,7 +37,6 @@ from gapmeter.board.tables import (
     BoardEntry,
     BoardSubmission,
     BoardToken,
-    PrivateEval,
 )
 from gapmeter.store.models import Run
 
@@ -51,6 +50,11 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]  # text that goes into a database column
+# Model names: normalised, then checked (names.py); the stored form is the normalised one.
+ModelName = Annotated[str, AfterValidator(normalize_model_name), Field(min_length=1, max_length=400)]
+# Integers that reach SQL: databases hold 64-bit signed integers; larger ones are a 422, not a 500.
+MAX_ID = 2**63 - 1
+MAX_OFFSET = 10**9
 
 
 # ------------------------------------------------------------------------------ query parsing
@@ -65,7 +69,7 @@ class LeaderboardParams(BaseModel):
     w_cost: float = Field(0.0, ge=0, le=100, description="weight of cost (cheaper is better)")
     w_speed: float = Field(0.0, ge=0, le=100, description="weight of speed (faster is better)")
     limit: int = Field(50, ge=1, le=5000, description="rows per page")
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     flagged: bool = Field(False, description="only models the audit flagged")
     show_hidden: bool = Field(False, description="admins only: include hidden entries")
 
@@ -131,7 +135,7 @@ def api_samples(
     run_id: str,
     task: Annotated[str, Query(max_length=200)],
     outcome: Literal["all", "correct", "incorrect"] = "all",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     who: Principal | None = Depends(viewer),
     ctx: BoardContext = Depends(board),
@@ -209,6 +213,12 @@ def _parse_and_validate(body: bytes, ctx: BoardContext) -> ValidatedRun:
     return validate(parse_payload(body), ctx.library, max_samples=ctx.settings.max_samples)
 
 
+def _store(ctx: BoardContext, run: ValidatedRun, who: Principal) -> Any:
+    with ctx.sessions() as s:
+        local = frozenset(ctx.cache.get(s).models)  # a local run's name belongs to the operator
+    return store(ctx.sessions, run, who, run.content_sha, local)
+
+
 @router.post("/submissions", tags=["submissions"], status_code=201,
              summary="Upload a run (gapmeter submit); validated and re-scored by the board")
 async def submit(request: Request, who: Principal = Depends(require("submitter")),
@@ -217,16 +227,15 @@ async def submit(request: Request, who: Principal = Depends(require("submitter")
 
     try:
         body = await _read_body(request, ctx.settings.max_upload_bytes)
-        content_sha = hashlib.sha256(body).hexdigest()
         loop = asyncio.get_running_loop()  # parsing and re-scoring: CPU work, off the event loop
         if isinstance(ctx.validators, ProcessPoolExecutor):
             run = await loop.run_in_executor(ctx.validators, validate_upload, body)
         else:
             run = await loop.run_in_executor(ctx.validators, partial(_parse_and_validate, body, ctx))
         if ctx.writer is not None:  # SQLite: one writer thread
-            accepted = await loop.run_in_executor(ctx.writer, store, ctx.sessions, run, who, content_sha)
+            accepted = await loop.run_in_executor(ctx.writer, _store, ctx, run, who)
         else:
-            accepted = await run_in_threadpool(store, ctx.sessions, run, who, content_sha)
+            accepted = await run_in_threadpool(_store, ctx, run, who)
     except SubmissionError as err:
         import logging
 
@@ -251,38 +260,6 @@ def list_submissions(who: Principal = Depends(require("submitter")), ctx: BoardC
     return {"submissions": rows}
 
 
-# ------------------------------------------------------------------------ private evaluation
-class PrivateEvalBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model_name: Text = Field(min_length=1, max_length=200, description="the board name of the model")
-    base_url: Text = Field(max_length=500, description="OpenAI-compatible base URL, e.g. https://host/v1")
-    api_model: Text = Field(min_length=1, max_length=200, description="the `model` field sent to the endpoint")
-    api_key: Text | None = Field(None, max_length=500, description="sent as Bearer to the endpoint; never stored")
-    tasks: list[Text] = Field(default_factory=list, max_length=50, description="default: every task with private items")
-    wait: bool = Field(False, description="answer only when the evaluation has finished")
-
-
-@router.post("/private-evals", tags=["private"], status_code=202,
-             summary="Have the board evaluate your endpoint on private held-out items")
-async def start_private_eval(body: PrivateEvalBody, who: Principal = Depends(require("submitter")),
-                             ctx: BoardContext = Depends(board)) -> dict[str, Any]:
-    req = private.EvalRequest(body.model_name.strip(), body.base_url, body.api_model, body.api_key, tuple(body.tasks))
-    try:
-        ids = await run_in_threadpool(ctx.private.start, who, req, wait=body.wait)
-    except private.PrivateEvalError as err:
-        raise HTTPException(err.status, str(err)) from None
-    with ctx.sessions() as s:
-        rows = s.scalars(select(PrivateEval).where(PrivateEval.id.in_(ids)).order_by(PrivateEval.id))
-        return {"evaluations": [private.eval_summary(e) for e in rows]}
-
-
-@router.get("/private-evals", tags=["private"], summary="Your private evaluations (aggregates only)")
-def get_private_evals(who: Principal = Depends(require("submitter")), ctx: BoardContext = Depends(board)) -> dict[str, Any]:
-    with ctx.sessions() as s:
-        return {"evaluations": private.list_evals(s, who)}
-
-
 # ------------------------------------------------------------------------------------ admin
 class HideBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -292,22 +269,16 @@ class HideBody(BaseModel):
 
 class AnnotationBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model_name: Text = Field(min_length=1, max_length=200)
+    model_name: Text = Field(min_length=1, max_length=200)  # an existing name, as the board shows it
     text: Text = Field(min_length=1, max_length=5000)
     run_id: Text | None = Field(None, max_length=64)
-
-
-class MarkSplitBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    task: Text = Field(min_length=1, max_length=200)
-    split: Text | None = Field(None, max_length=100, description="mark this split of the task private")
-    generate: int | None = Field(None, ge=1, le=100_000, description="or generate this many fresh items")
 
 
 class TokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text = Field(min_length=1, max_length=100)
     role: Literal["viewer", "submitter", "admin"] = "submitter"
+    expires_in_days: float | None = Field(None, gt=0, le=36500, description="default: never expires")
 
 
 @router.post("/admin/runs/{run_id}/visibility", tags=["admin"], summary="Hide or show a run on the board")
@@ -345,7 +316,7 @@ def annotate(body: AnnotationBody, who: Principal = Depends(require("admin")),
 
 
 @router.delete("/admin/annotations/{annotation_id}", tags=["admin"], summary="Remove an annotation")
-def delete_annotation(annotation_id: int, who: Principal = Depends(require("admin")),
+def delete_annotation(annotation_id: Annotated[int, Path(ge=1, le=MAX_ID)], who: Principal = Depends(require("admin")),
                       ctx: BoardContext = Depends(board)) -> dict[str, Any]:
     with ctx.sessions() as s:
         bump_generation(s)
@@ -358,28 +329,9 @@ def delete_annotation(annotation_id: int, who: Principal = Depends(require("admi
         return {"deleted": annotation_id}
 
 
-@router.post("/admin/private-splits", tags=["admin"], status_code=201,
-             summary="Mark a task split private, or generate fresh private items")
-async def add_private_split(body: MarkSplitBody, who: Principal = Depends(require("admin")),
-                            ctx: BoardContext = Depends(board)) -> dict[str, Any]:
-    if (body.split is None) == (body.generate is None):
-        raise HTTPException(422, "give exactly one of split or generate")
-    try:
-        if body.split is not None:
-            return await run_in_threadpool(private.mark_split, ctx.sessions, ctx.library, body.task, body.split, who.name)
-        return await run_in_threadpool(private.generate_split, ctx.sessions, ctx.library, body.task, body.generate, who.name)
-    except private.PrivateEvalError as err:
-        raise HTTPException(err.status, str(err)) from None
-
-
-@router.get("/admin/private-splits", tags=["admin"], summary="Private splits (counts only, never items)")
-def get_private_splits(who: Principal = Depends(require("admin")), ctx: BoardContext = Depends(board)) -> dict[str, Any]:
-    with ctx.sessions() as s:
-        return {"splits": private.list_splits(s)}
-
-
 @router.get("/admin/audit-log", tags=["admin"], summary="Every change made through the board, newest first")
-def audit_log(limit: Annotated[int, Query(ge=1, le=1000)] = 200, offset: Annotated[int, Query(ge=0)] = 0,
+def audit_log(limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+              offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
               who: Principal = Depends(require("admin")), ctx: BoardContext = Depends(board)) -> dict[str, Any]:
     with ctx.sessions() as s:
         return {"entries": auditlog.entries(s, limit=limit, offset=offset)}
@@ -400,13 +352,14 @@ def api_create_token(body: TokenBody, who: Principal = Depends(require("admin"))
                      ctx: BoardContext = Depends(board)) -> dict[str, Any]:
     assert body.role in ROLES
     with ctx.sessions() as s:
-        row, secret = create_token(s, body.name, body.role, actor=who.name)
+        row, secret = create_token(s, body.name, body.role, actor=who.name, expires_in_days=body.expires_in_days)
         s.commit()
-        return {"id": row.id, "name": row.name, "role": row.role, "token": secret}
+        return {"id": row.id, "name": row.name, "role": row.role, "token": secret,
+                "expires_at": row.expires_at.isoformat() if row.expires_at else None}
 
 
 @router.delete("/admin/tokens/{token_id}", tags=["admin"], summary="Revoke a token")
-def api_revoke_token(token_id: int, who: Principal = Depends(require("admin")),
+def api_revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_ID)], who: Principal = Depends(require("admin")),
                      ctx: BoardContext = Depends(board)) -> dict[str, Any]:
     with ctx.sessions() as s:
         rows = revoke_tokens(s, actor=who.name, token_id=token_id)

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gapmeter.board import auditlog, pagecache, private, views
-from gapmeter.board.app import BoardContext, board, html, principal, render_html, require, viewer
+from gapmeter.board.app import (
+    TOKEN_COOKIE,
+    BoardContext,
+    board,
+    cookie_flags,
+    html,
+    lenient_principal,
+    render_html,
+    require,
+    viewer,
+)
 from gapmeter.board.auth import Principal
 from gapmeter.board.readmodel import Snapshot
 from gapmeter.board.routes_api import LeaderboardParams, is_admin, leaderboard_query
+from gapmeter.store.models import utcnow
 
 router = APIRouter(include_in_schema=False)
+COOKIE_MAX_AGE_S = 30 * 86400  # a browser sign-in lasts 30 days at most (less if the token expires sooner)
 
 
 def who_key(who: Principal | None) -> tuple[str, str] | None:
@@ -69,7 +82,7 @@ def run(
     run_id: str,
     task: Annotated[str | None, Query(max_length=200)] = None,
     outcome: Literal["all", "correct", "incorrect"] = "all",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 25,
     who: Principal | None = Depends(viewer),
     ctx: BoardContext = Depends(board),
@@ -125,5 +138,91 @@ def admin(request: Request, who: Principal = Depends(require("admin")), ctx: Boa
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login(request: Request, who: Principal | None = Depends(principal), ctx: BoardContext = Depends(board)) -> HTMLResponse:
-    return html(ctx, request, "login.html", {}, who)
+def login(request: Request, who: Principal | None = Depends(lenient_principal),
+          ctx: BoardContext = Depends(board)) -> HTMLResponse:
+    resp = html(ctx, request, "login.html", {"status": None}, who)
+    if who is None and TOKEN_COOKIE in request.cookies and "authorization" not in request.headers:
+        resp.delete_cookie(TOKEN_COOKIE, **cookie_flags(request))  # stale or revoked: forget it
+    return resp
+
+
+def _same_origin(request: Request) -> None:
+    """Sign-in forms are posted by this board's own pages only (no login CSRF)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise HTTPException(403, "cross-site form posts are not accepted")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_post(request: Request, ctx: BoardContext = Depends(board)) -> Response:
+    """The sign-in form: the server checks the token and sets the cookie (HttpOnly: no script,
+    including an injected one, can read it). A token in a cookie only lets a browser view."""
+    _same_origin(request)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > 4096:
+            raise HTTPException(413, "sign-in form too large")
+    token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0].strip()
+    who = await run_in_threadpool(_check, ctx, token) if token else None
+    if who is None:
+        resp = html(ctx, request, "login.html", {"status": "That token is not valid (wrong, revoked or expired)."}, None)
+        resp.status_code = 401
+        return resp
+    root = request.scope.get("root_path", "")
+    resp = RedirectResponse(f"{root}/login", status_code=303)
+    max_age = COOKIE_MAX_AGE_S
+    if who.expires_at is not None:  # the cookie never outlives its token
+        max_age = max(0, min(max_age, int((who.expires_at - utcnow()).total_seconds())))
+    resp.set_cookie(TOKEN_COOKIE, token, max_age=max_age, **cookie_flags(request))
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    _same_origin(request)
+    resp = RedirectResponse(f"{request.scope.get('root_path', '')}/login", status_code=303)
+    resp.delete_cookie(TOKEN_COOKIE, **cookie_flags(request))
+    return resp
+
+
+def _check(ctx: BoardContext, token: str) -> Principal | None:
+    with ctx.sessions() as s:
+        return ctx.tokens.check(s, token)
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def docs(request: Request, who: Principal | None = Depends(viewer), ctx: BoardContext = Depends(board)) -> HTMLResponse:
+    """The API reference, rendered here from the OpenAPI schema: no CDN and no inline script,
+    so it works under the board's Content-Security-Policy (FastAPI's Swagger UI does neither)."""
+    return html(ctx, request, "docs.html", api_reference(request.app.openapi()), who)
+
+
+def api_reference(schema: dict[str, Any]) -> dict[str, Any]:
+    """Operations grouped by tag, each with its parameters and JSON body fields."""
+    components = schema.get("components", {}).get("schemas", {})
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            params = [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                       "type": _type(p.get("schema", {})), "description": p.get("description") or
+                       p.get("schema", {}).get("description", "")} for p in op.get("parameters", [])]
+            body = (op.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema", {})
+            ref = components.get(body.get("$ref", "").rsplit("/", 1)[-1], {}) if "$ref" in body else {}
+            fields = [{"name": n, "required": n in ref.get("required", []), "type": _type(f),
+                       "description": f.get("description", "")} for n, f in ref.get("properties", {}).items()]
+            groups.setdefault((op.get("tags") or ["other"])[0], []).append(
+                {"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                 "description": op.get("description", ""), "params": params, "body": fields})
+    return {"title": schema.get("info", {}).get("title", ""), "version": schema.get("info", {}).get("version", ""),
+            "groups": sorted(groups.items())}
+
+
+def _type(s: dict[str, Any]) -> str:
+    if "anyOf" in s:
+        return " | ".join(_type(x) for x in s["anyOf"])
+    if "enum" in s:
+        return " | ".join(map(str, s["enum"]))
+    if s.get("type") == "array":
+        return f"list[{_type(s.get('items', {}))}]"
+    return str(s.get("type") or s.get("$ref", "").rsplit("/", 1)[-1] or "any")

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gapmeter.board.auditlog import record
 from gapmeter.board.auth import Principal
+from gapmeter.board.names import OPERATOR, canonical_sha256, normalize_model_name, owner_of
 from gapmeter.board.readmodel import bump_generation
 from gapmeter.board.tables import BoardEntry, BoardSubmission
 from gapmeter.board.tasklib import TaskLibrary, _version
@@ -62,7 +63,7 @@ class SubmissionPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["gapmeter-submission/1"]
-    model_name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    model_name: str = Field(min_length=1, max_length=400)  # checked by normalize_model_name
     results: dict[str, Any]
     samples: dict[str, list[dict[str, Any]]]
 
@@ -76,6 +77,7 @@ class ValidatedRun:
     metrics: list[MetricResult]
     records: list[tuple[str, int, str, dict[str, Any]]]  # task, doc_id, doc_hash, record
     checks: dict[str, Any] = field(default_factory=dict)
+    content_sha: str = ""  # of the payload's content (canonical JSON): the dedup key
 
 
 def parse_payload(body: bytes) -> SubmissionPayload:
@@ -83,11 +85,17 @@ def parse_payload(body: bytes) -> SubmissionPayload:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SubmissionError(f"malformed JSON: {err}", 400) from None
+    except RecursionError:  # e.g. 200,000 nested brackets: Python's parser recurses per level
+        raise SubmissionError("malformed JSON: nested too deeply", 400) from None
     if not isinstance(raw, dict):
         raise SubmissionError("malformed submission: the body must be a JSON object", 400)
     try:
-        return SubmissionPayload.model_validate(raw)
-    except ValidationError as err:
+        payload = SubmissionPayload.model_validate(raw)
+        payload.model_name = normalize_model_name(payload.model_name)
+        return payload
+    except ValueError as err:
+        if not isinstance(err, ValidationError):
+            raise SubmissionError(f"malformed submission: field model_name: {err}", 422) from None
         first = err.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "body"
         raise SubmissionError(f"malformed submission: field {where}: {first['msg']}", 422) from None
@@ -252,8 +260,11 @@ def validate(payload: SubmissionPayload, library: TaskLibrary, *, max_samples: i
             for m in scores[0].metrics[f]
             if isinstance(scores[0].metrics[f][m], int | float)
         }
-        for rec, p in zip(recs, plans, strict=True):
-            records.append((name, int(rec["doc_id"]), doc_hash(p.doc), rec))
+        for rec, p, score in zip(recs, plans, scores, strict=True):
+            # The drill-down shows the doc and target the board scored against, never the
+            # submitter's own `doc`/`target` fields.
+            target = json.loads(json.dumps(score.target, default=str))
+            records.append((name, int(rec["doc_id"]), doc_hash(p.doc), rec | {"doc": p.doc, "target": target}))
 
     top, groups = _groups(res, library, leaves, task_metrics, doc_values)
     all_metrics = [m for ms in task_metrics.values() for m in ms] + groups
@@ -263,7 +274,8 @@ def validate(payload: SubmissionPayload, library: TaskLibrary, *, max_samples: i
         "tasks": top, "num_fewshot": None, "limit": limit, "fewshot_seed": seed, "bootstrap_iters": iters,
         "n_shot": {n: nshot[n] for n in leaves},
     }
-    return ValidatedRun(payload.model_name.strip(), spec, model_info, top, all_metrics, records, checks)
+    return ValidatedRun(payload.model_name, spec, model_info, top, all_metrics, records, checks,
+                        canonical_sha256(payload.model_dump()))
 
 
 _WORKER: tuple[TaskLibrary, int] | None = None  # set in a validator process (init_worker)
@@ -361,18 +373,20 @@ class Accepted:
 _SQLITE_WRITES = threading.Lock()
 
 
-def store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, content_sha: str) -> Accepted:
+def store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, content_sha: str,
+          local_names: frozenset[str] = frozenset()) -> Accepted:
     """Write the run in one transaction; a repeated upload returns the first one (idempotent).
 
     On SQLite, submissions are written one at a time by this process (validation still runs in
     parallel): queueing on a lock is fairer and cheaper than many threads polling SQLite's."""
     if sessions.kw["bind"].dialect.name == "sqlite":
         with _SQLITE_WRITES:
-            return _store(sessions, run, who, content_sha)
-    return _store(sessions, run, who, content_sha)
+            return _store(sessions, run, who, content_sha, local_names)
+    return _store(sessions, run, who, content_sha, local_names)
 
 
-def _store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, content_sha: str) -> Accepted:
+def _store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, content_sha: str,
+           local_names: frozenset[str]) -> Accepted:
     run_id = "sub-" + hashlib.sha256(f"{who.id}:{content_sha}".encode()).hexdigest()[:20]
     with sessions() as s:
         bump_generation(s)  # first statement writes: SQLite takes the write lock now
@@ -382,12 +396,11 @@ def _store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, c
         if existing is not None:
             s.rollback()
             return Accepted(existing.id, existing.run_id, existing.model_name, True, existing.checks)
-        owner = s.scalars(
-            select(BoardEntry.submitter_id).where(BoardEntry.model_name == run.model_name, BoardEntry.submitter_id.is_not(None))
-        ).first()
-        if owner is not None and owner != who.id:
+        owner = owner_of(s, run.model_name, set(local_names))  # claimed by a private evaluation too
+        if owner not in (None, who.id):
             s.rollback()
-            raise SubmissionError(f"model name {run.model_name!r} belongs to another submitter; choose another --name", 409)
+            whose = "the board's operator" if owner == OPERATOR else "another submitter"
+            raise SubmissionError(f"model name {run.model_name!r} belongs to {whose}; choose another --name", 409)
         now = utcnow()
         s.add(Run(
             id=run_id, status="complete", model=run.spec["model"], model_args="", model_fingerprint=content_sha[:64],

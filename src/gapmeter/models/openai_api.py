@@ -18,6 +18,9 @@ log-probs: loglikelihood tasks then fail with a pointer to the ``<task>_gen_lett
 
 The API key comes from ``$OPENAI_API_KEY`` (or ``api_key_env=NAME``); it is never part of
 ``model_args``, ``describe()``, the fingerprint, a log line or an error message.
+``api_key_env=none`` sends no key and reads nothing from the environment: callers that hold a
+key of their own (the board, evaluating a submitter's endpoint with the submitter's key) pass
+it to :class:`OpenAIBackend` directly and must never fall back to the process's credentials.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ LETTERS_HINT = (
 )
 # Bumped whenever the way a response is derived from the server's answer changes.
 PROTOCOL_VERSION = "openai-v1"
+
+# ``api_key_env`` value meaning "no key from the environment" (see the module docstring).
+NO_KEY_ENV = "none"
 
 # Generation options passed through to the server as they are (others are rejected).
 PASSTHROUGH_OPTIONS = ("top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
@@ -604,8 +610,11 @@ def load_openai(args: dict[str, str], *, device: str | None = None, batch_size: 
     if api not in ("completions", "chat"):
         raise ConfigError(f"--model_args api={api!r}: use completions or chat")
     key_env = args.get("api_key_env", "OPENAI_API_KEY")
-    api_key = os.environ.get(key_env) or None
-    if "api_key_env" in args and api_key is None:
+    if key_env.lower() == NO_KEY_ENV:
+        key_env, api_key = NO_KEY_ENV, None  # explicitly keyless: the environment is not read
+    else:
+        api_key = os.environ.get(key_env) or None
+    if "api_key_env" in args and api_key is None and key_env != NO_KEY_ENV:
         raise ConfigError(f"--model_args api_key_env={key_env}: the variable ${key_env} is not set")
     concurrency = _number(args, "concurrency", int, minimum=1) or _number(args, "num_concurrent", int, minimum=1)
     defaults = OpenAIConfig(base_url="", model="")

@@ -1,4 +1,5 @@
-// gapmeter board: plots (plotly.js served by the board itself), leaderboard form helpers, sign-in.
+// gapmeter board: plots (plotly.js served by the board itself) and leaderboard form helpers.
+// Sign-in is a plain form: the server sets an HttpOnly cookie that no script can read.
 // All data comes from <script type="application/json"> blocks rendered by the server, so no
 // inline script runs (the Content-Security-Policy forbids it) and text is never parsed as HTML.
 "use strict";
@@ -63,24 +64,4 @@ function leaderboardForm() {
   });
 }
 
-function login() {
-  const form = document.getElementById("login-form");
-  if (!form) return;
-  const status = document.getElementById("login-status");
-  const root = document.body.dataset.root || "";
-  form.addEventListener("submit", async ev => {
-    ev.preventDefault();
-    const token = document.getElementById("token").value.trim();
-    const resp = await fetch(root + "/api/whoami", { headers: { Authorization: "Bearer " + token } });
-    if (!resp.ok) { status.textContent = "That token is not valid."; return; }
-    const who = await resp.json();
-    document.cookie = "gapmeter_token=" + encodeURIComponent(token) + "; path=" + (root || "/") + "; SameSite=Strict";
-    status.textContent = "Signed in as " + who.name + " (" + who.role + ").";
-  });
-  document.getElementById("logout").addEventListener("click", () => {
-    document.cookie = "gapmeter_token=; path=" + (root || "/") + "; max-age=0; SameSite=Strict";
-    status.textContent = "Signed out.";
-  });
-}
-
-document.addEventListener("DOMContentLoaded", () => { radar(); pareto(); leaderboardForm(); login(); });
+document.addEventListener("DOMContentLoaded", () => { radar(); pareto(); leaderboardForm(); });
