@@ -42,6 +42,7 @@ def serve(
     private_items: Annotated[int, typer.Option("--private-items", help="private items per task per evaluation")] = 50,
     private_interval: Annotated[float, typer.Option("--private-interval", help="seconds between one submitter's private evaluations")] = 3600.0,
     private_rps: Annotated[float, typer.Option("--private-rps", help="requests per second sent to an endpoint")] = 5.0,
+    allow_private_endpoints: Annotated[bool, typer.Option("--allow_private_endpoints", "--allow-private-endpoints", help="let private evaluations call loopback, private and link-local addresses (refused by default: the board would reach its own network for a submitter)")] = False,
     data_dir: Annotated[Path | None, typer.Option("--data_dir", "--data-dir")] = None,
     include_path: Annotated[list[Path] | None, typer.Option("--include_path", "--include-path")] = None,
     cache_seconds: Annotated[float, typer.Option("--cache-seconds", help="pages are rebuilt at most once per this many seconds and may lag a write by up to twice that (0: always current, every page checks the store)")] = 2.0,
@@ -66,7 +67,8 @@ def serve(
     settings = BoardSettings(
         db_url=_db(db), root_path=root_path, require_token=require_token,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-        private=PrivatePolicy(items_per_eval=private_items, min_interval_s=private_interval, max_rps=private_rps),
+        private=PrivatePolicy(items_per_eval=private_items, min_interval_s=private_interval, max_rps=private_rps,
+                              allow_private_endpoints=allow_private_endpoints),
         data_dir=data_dir, include_path=tuple(include_path or ()), cache_seconds=max(0.0, cache_seconds),
         submission_processes=max(0, submission_processes),
     )
@@ -87,6 +89,7 @@ def token_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="who the token is for")],
     role: Annotated[str, typer.Option("--role", help="viewer | submitter | admin")] = "submitter",
+    expires_days: Annotated[float | None, typer.Option("--expires-days", help="the token stops working after this many days (default: never)")] = None,
     db: DbOption = None,
 ) -> None:
     """Create a token; the secret is printed once and only its hash is stored."""
@@ -94,7 +97,7 @@ def token_create(
 
     sessions = _sessions(ctx, db)
     with sessions() as s:
-        row, secret = create_token(s, name, role, actor="cli")
+        row, secret = create_token(s, name, role, actor="cli", expires_in_days=expires_days)
         s.commit()
     console.print(f"token {row.id} for [bold]{row.name}[/] ({row.role}); keep it, it is not shown again:", highlight=False)
     print(secret)
