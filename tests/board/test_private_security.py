@@ -430,3 +430,60 @@ def _public_run(url: str, out):  # noqa: ANN001, ANN202
                 tasks=(TASK,), output_path=out, log_samples=True, include_path=(boardkit.FIXTURE_TASKS,),
                 db=f"sqlite:///{out}.sqlite", bootstrap_iters=100))
     return out
+
+
+# ------------------------------------------------------------- the operator's CLI flag
+def _cli(*args: str, **kw: Any):  # noqa: ANN202
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "from gapmeter.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_gapmeter_board_allow_private_endpoints_flag(tmp_path, allow) -> None:
+    """``gapmeter board`` as a process: endpoints on 127.0.0.1 are refused unless the operator
+    passed --allow_private_endpoints; ``token create --expires-days`` sets an expiry."""
+    import subprocess
+    import sys
+    import time
+
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    made = _cli("board", "token", "create", "--db", db, "--name", "sam", "--role", "submitter", "--expires-days", "2")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    marked = _cli("board", "private", "mark", "--db", db, "--task", TASK, "--split", "heldout",
+                  "--include_path", str(boardkit.FIXTURE_TASKS))
+    assert marked.returncode == 0, marked.stderr
+    port = boardkit.free_port()
+    cmd = ["board", "--db", db, "--port", str(port), "--include_path", str(boardkit.FIXTURE_TASKS),
+           "--private-interval", "0", "--private-items", "3", "--submission-processes", "0"]
+    cmd += ["--allow_private_endpoints"] if allow else []
+    proc = subprocess.Popen([sys.executable, "-c", "from gapmeter.cli import main; main()", *cmd],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rec = recording_endpoint()
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
+                              timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "board did not start"
+            time.sleep(0.2)
+        assert client.get("/api/whoami").json()["name"] == "sam"
+        with serve_on(rec) as url:
+            r = evaluate(client, url)
+        if allow:
+            assert r.status_code == 202 and r.json()["evaluations"][0]["status"] == "complete", r.text
+            assert len(rec.state.seen) == 3
+        else:
+            assert r.status_code == 422 and "public endpoints only" in r.json()["error"]
+            assert rec.state.seen == []
+    finally:
+        proc.terminate()
+        proc.wait(30)
