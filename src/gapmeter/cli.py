@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gapmeter.errors import GapmeterError
+from gapmeter.model_source import check_model_source
 from gapmeter.render import WrappingGroup, emit_json, print_table, stdout_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=WrappingGroup,
@@ -65,15 +66,17 @@ def run(
     verbosity: Annotated[str, typer.Option("--verbosity", help="DEBUG | INFO | WARNING | ERROR")] = "WARNING",
 ) -> None:
     """Evaluate a model on tasks; results go to OUTPUT_PATH and the store. Re-running resumes."""
+    names = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    if not names:
+        raise GapmeterError("--tasks is required (see `gapmeter tasks`)")
+    check_model_source(model, model_args)  # before torch is imported: a wrong path fails in a second
+
     from gapmeter.engine.evaluate import evaluate
     from gapmeter.engine.progress import Reporter
     from gapmeter.report import print_run_summary
     from gapmeter.spec import RunSpec
 
     _quiet_libraries(verbosity)
-    names = tuple(t.strip() for t in tasks.split(",") if t.strip())
-    if not names:
-        raise GapmeterError("--tasks is required (see `gapmeter tasks`)")
     if prompt_variants:
         from gapmeter.engine.plan import with_prompt_variants
         from gapmeter.tasks.registry import TaskRegistry
@@ -272,6 +275,7 @@ def serve(
     verbosity: Annotated[str, typer.Option("--verbosity")] = "WARNING",
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API (completions with echo+logprobs, chat)."""
+    check_model_source(model, model_args)  # before the heavy imports: a wrong path fails at once
     from gapmeter.commands.serve import ServeOptions, run_serve
     from gapmeter.serve.faults import FaultConfig
 
@@ -302,6 +306,7 @@ def audit(
     as_json: JsonOption = False,
 ) -> None:
     """Contamination audit: six detectors per task, Holm-corrected verdicts, inflation with CI."""
+    check_model_source(model, model_args)  # before the heavy imports: a wrong path fails at once
     from gapmeter.audit.config import AuditConfig
     from gapmeter.commands.audit import (
         AuditOptions,

@@ -65,6 +65,8 @@ class TaskRegistry:
             for variant in fam.variants:
                 merged = {**fam.defaults, **variant}
                 cfg = _validate(TaskConfig, _render_family(merged), path)
+                if not path.resolve().is_relative_to(BUILTIN_DIR.resolve()):
+                    _check_templates(cfg, path)
                 self.tasks[cfg.task] = TaskEntry(cfg, path)
                 names.append(cfg.task)
             return names
@@ -74,6 +76,8 @@ class TaskRegistry:
             return [grp.group]
         if "task" in raw:
             cfg = _validate(TaskConfig, raw, path)
+            if not path.resolve().is_relative_to(BUILTIN_DIR.resolve()):  # built-ins: checked by tests
+                _check_templates(cfg, path)
             self.tasks[cfg.task] = TaskEntry(cfg, path)
             return [cfg.task]
         raise ConfigError(f"{path}: a task file needs a 'task', 'group' or 'family' key")
@@ -145,3 +149,49 @@ def _validate(model: type, raw: dict[str, Any], path: Path) -> Any:
         if first["type"] == "extra_forbidden":
             msg = "unknown field"
         raise ConfigError(f"{path}: {name}: field '{loc}': {msg}") from None
+
+
+TEMPLATE_FIELDS = ("description", "doc_to_text", "doc_to_target", "doc_to_choice")
+
+
+def _check_templates(cfg: TaskConfig, path: Path) -> None:
+    """Parse the task's Jinja templates when it is registered, so a syntax error names the file
+    and line up front (``gapmeter tasks --include_path`` rejects it instead of listing it)."""
+    from jinja2 import TemplateSyntaxError
+
+    from gapmeter.tasks.templates import parse_template
+
+    for name in TEMPLATE_FIELDS:
+        value = getattr(cfg, name, None)
+        if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
+            continue
+        try:
+            parse_template(value)
+        except TemplateSyntaxError as err:
+            line = _template_line(path, cfg.task, name, err.lineno or 1)
+            where = f"{path}:{line}" if line else str(path)
+            raise ConfigError(f"{where}: {cfg.task}: field '{name}': Jinja syntax error: {err.message}") from None
+
+
+def _template_line(path: Path, task: str, field_name: str, template_line: int) -> int | None:
+    """The file line of a template's ``template_line``: the field's key line in the task's YAML
+    document, plus the offset inside a block scalar (``|`` / ``>``). None when it is not in this
+    file (brought in by ``include:``)."""
+    import re
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    starts = [0] + [i + 1 for i, text in enumerate(lines) if text.strip() == "---"]
+    ends = [*starts[1:], len(lines)]
+    task_re = re.compile(rf"^task:\s*['\"]?{re.escape(task)}['\"]?\s*(#.*)?$")
+    key_re = re.compile(rf"^\s*{re.escape(field_name)}\s*:\s*(.*)$")
+    spans = [(a, b) for a, b in zip(starts, ends, strict=True) if any(task_re.match(t) for t in lines[a:b])]
+    for a, b in spans or list(zip(starts, ends, strict=True)):
+        for i in range(a, b):
+            found = key_re.match(lines[i])
+            if found:
+                block = found.group(1).strip()[:1] in ("|", ">")
+                return i + 1 + (template_line if block else 0)
+    return None

@@ -32,6 +32,11 @@ def _compile(template: str):  # noqa: ANN202 - jinja Template
     return _ENV.from_string(template)
 
 
+def parse_template(template: str) -> None:
+    """Raise ``jinja2.TemplateSyntaxError`` (with its line) when ``template`` does not parse."""
+    _ENV.parse(template)
+
+
 def render(template: str, doc: dict[str, Any], *, where: str = "template") -> str:
     """Render ``template`` with the doc's fields as variables."""
     try:
