@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from gapmeter.fsutil import umask_file_mode
 from gapmeter.profile.dimensions import RunProfile
 
 __all__ = ["radar_axes", "write_radar_html", "write_radar_png"]
@@ -85,6 +86,7 @@ def write_radar_png(profiles: Sequence[RunProfile], path: Path, title: str) -> N
     ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.fchmod(fd, umask_file_mode())  # mkstemp makes 0600; the chart gets the umask's mode
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
