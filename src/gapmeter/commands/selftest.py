@@ -26,6 +26,7 @@ SHORT = {
     "perturbation_gap": "perturb.",
     "ts_guessing": "TS-Guess",
     "guided_vs_general": "guided/general",
+    "oren_t_test": "Oren (t-test, before issue 20)",
 }
 
 
@@ -36,6 +37,8 @@ def run_selftest_command(
     from gapmeter.selftest.run import run_selftest
 
     console = console or Console()
+    if preset == "oren":
+        return run_oren_check_command(output_path, seeds=seeds, device=device, console=console)
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     if size is not None and size not in SIZES:
@@ -59,6 +62,25 @@ def run_selftest_command(
     (output_path / "selftest.md").write_text(md)
     console.print(md, highlight=False, markup=False)
     console.print(f"done in {time.perf_counter() - t0:.0f}s; rows: {output_path / 'selftest.json'}")
+    return result
+
+
+def run_oren_check_command(output_path: Path, *, seeds: str | None = None, device: str = "cpu",
+                           console: Console | None = None) -> dict[str, Any]:
+    """``--preset oren``: Oren's test on random orders tested as canonical (true nulls; no planting).
+
+    Trains nothing but a one-epoch tiny model, then reports the rejection rates of the audit's
+    randomization test and of Oren et al.'s t-test at α = 0.01/0.05/0.1 per shard size
+    (``selftest/oren_null.py``; docs/audit.md). A few minutes on 2 CPU cores.
+    """
+    from gapmeter.selftest.oren_null import run_check
+
+    console = console or Console()
+    seed = int(seeds.split(",")[0]) if seeds else 0
+    result = run_check(output_path, sources.data_dir(), seed=seed, device=device,
+                       threads=1 if device == "cpu" else None, log=lambda m: console.print(m, highlight=False))
+    console.print((output_path / "oren_null.md").read_text(), highlight=False, markup=False)
+    console.print(f"done in {result['seconds']:.0f}s; rows: {output_path / 'oren_null.json'}")
     return result
 
 
@@ -115,6 +137,8 @@ def markdown_tables(result: dict[str, Any]) -> str:
     s = result["summary"]
     p = result["preset"]
     dets = list(DETECTORS)
+    if any(e.get("oren_t_test") is not None for e in [*s["power"], *s["controls"].values()]):
+        dets.insert(1, "oren_t_test")
     head = ["arm", "k", "tests", *[SHORT[d] for d in dets], "verdict: contaminated", "≥ suspicious"]
     lines = [
         f"Self-test: benchmark {p['benchmark']}, seeds {p['seeds']}, model {p['size']}, {p['epochs']} epochs, "
@@ -128,11 +152,11 @@ def markdown_tables(result: dict[str, Any]) -> str:
         "|" + "---|" * len(head),
     ]
     for e in s["power"]:
-        cells = [e["arm"], str(e["k"]), str(e["n_tests"]), *[_pct(e[d]) for d in dets], _pct(e["verdict"]), _pct(e["suspicious_or_worse"])]
+        cells = [e["arm"], str(e["k"]), str(e["n_tests"]), *[_pct(e.get(d)) for d in dets], _pct(e["verdict"]), _pct(e["suspicious_or_worse"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "False-positive rate on negative controls:", "", "| controls | tests | " + " | ".join(SHORT[d] for d in dets) + " | verdict: contaminated | ≥ suspicious |", "|" + "---|" * (len(dets) + 4)]
     for label, e in s["controls"].items():
-        lines.append(f"| {label} | {e['n_tests']} | " + " | ".join(_pct(e[d]) for d in dets) + f" | {_pct(e['verdict'])} | {_pct(e['suspicious_or_worse'])} |")
+        lines.append(f"| {label} | {e['n_tests']} | " + " | ".join(_pct(e.get(d)) for d in dets) + f" | {_pct(e['verdict'])} | {_pct(e['suspicious_or_worse'])} |")
     lines += ["", "Inflation (accuracy points; true = contaminated − clean twin on the same items; estimate = group − reference):", "",
               "| arm | k | true gain | estimated | mean abs error | 95% CI covers truth |", "|---|---|---|---|---|---|"]
     for e in s["power"]:

@@ -39,6 +39,8 @@ from gapmeter.tasks.registry import TaskRegistry
 from gapmeter.tasks.task import Task
 
 Log = Callable[[str], None]
+OREN = "oren_exchangeability"
+OREN_T = "oren_t_test"  # summary column: Oren et al.'s t-test, kept to compare with the randomization test
 
 
 @dataclass
@@ -123,7 +125,10 @@ def run_seed(bench: Benchmark, p: Preset, seed: int, out: Path, data_dir: Path, 
             inf = res.inflation
             rows.append(Row(
                 seed, kind, g.name, g.arm, planted_k, len(g.items), res.verdict,
-                {d.detector: {"p": d.p_value, "p_holm": d.p_holm, "effect": d.effect, "skipped": d.skipped} for d in res.detectors},
+                {d.detector: {"p": d.p_value, "p_holm": d.p_holm, "effect": d.effect, "skipped": d.skipped,
+                              # Oren's original t-test on the same shard differences (issue 20: before/after)
+                              **({"p_t_test": d.details["p_t_test"]} if "p_t_test" in d.details else {})}
+                 for d in res.detectors},
                 inf.estimate if inf else None, (inf.ci_low, inf.ci_high) if inf else None, true_gain,
             ))
         log(f"seed {seed}: audited the {kind} model on {len(a.groups)} groups in {time.perf_counter() - t0:.0f}s")
@@ -145,6 +150,10 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
         entry: dict[str, Any] = {"n_tests": len(sel)}
         for det in detectors:
             entry[det] = rate(sel, det)[0]
+        # Oren's t-test (the pre-issue-20 p-value) on the same shards, where the rows carry it
+        t_vals = [r.detectors[OREN]["p_t_test"] < alpha for r in sel
+                  if r.detectors.get(OREN, {}).get("p_t_test") is not None]
+        entry[OREN_T] = sum(t_vals) / len(t_vals) if t_vals else None
         entry["verdict"] = rate(sel, None)[0]
         entry["suspicious_or_worse"] = sum(r.verdict != "clean" for r in sel) / len(sel)
         gains = [r for r in sel if r.true_gain is not None and r.inflation is not None]
