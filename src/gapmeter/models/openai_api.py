@@ -3,7 +3,7 @@
     --model openai --model_args base_url=http://127.0.0.1:8000/v1,model=NAME,api=completions,
         concurrency=16,rpm=600,tpm=200000,timeout=300,max_retries=6[,tokenizer=PATH]
 
-Requests go out concurrently (``concurrency`` in flight, kept-alive HTTP/1.1: ``http1.py``), within the rate limits,
+Requests go out concurrently (``concurrency`` in flight, aiohttp), within the rate limits,
 with retries (``api_client.py``). Every request reports a ``RequestStats``: latency of the final
 attempt, time to first token for streamed generation, provider-reported usage when present,
 retries, and ``failed=True`` (with a ``None`` response) when it still failed after all retries.
