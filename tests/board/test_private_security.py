@@ -245,6 +245,19 @@ def test_non_public_endpoints_are_refused_before_anything_is_sent(tmp_path) -> N
         assert rec.state.seen == [] and count(board, PrivateEval) == 0 and count(board, PrivateExposure) == 0
 
 
+def test_an_environment_proxy_is_refused_not_trusted(tmp_path, monkeypatch) -> None:
+    """A proxy would resolve and connect by itself, past the address check: refused."""
+    rec = recording_endpoint()
+    with a_board(tmp_path, allow_private_endpoints=True) as board, serve_on(rec) as url:
+        sub = board.client(board.token("sam", "submitter"))  # made before: it reads proxies once
+        for var in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{boardkit.free_port()}")
+        r = evaluate(sub, url)
+        assert r.status_code == 422 and "proxy" in r.json()["error"]
+        assert rec.state.seen == [] and count(board, PrivateEval) == 0
+
+
 def test_every_connection_is_checked_so_redirects_cannot_reach_other_addresses(tmp_path) -> None:
     """The endpoint (an allowed address) redirects to an address the board may not reach: the
     target receives nothing, whichever transport and redirect policy the backend has."""
@@ -325,6 +338,23 @@ def test_model_names_are_checked_after_normalising(tmp_path) -> None:
         assert evaluate(sub, url, "caf\u00e9").status_code == 202  # the same (owned) name
 
 
+def test_links_to_a_path_like_name_from_the_store_stay_one_segment(tmp_path) -> None:
+    """Names written into the store by other tools are not validated; their links still cannot
+    resolve to another path."""
+    name = "a/../../admin"
+    with a_board(tmp_path) as board:
+        with board.ctx.sessions() as s:
+            s.add(Run(id="odd-run", status="complete", model="hf", model_args="", model_fingerprint="e" * 16,
+                      tasks=[TASK], spec={"tasks": [TASK]}, model_info={"board_name": name},
+                      created_at=utcnow(), finished_at=utcnow()))
+            s.commit()
+        c = board.client()
+        for path in ("/", "/runs/odd-run"):
+            page = c.get(path, headers={"Accept": "text/html"}).text
+            assert "/models/a%2F..%2F..%2Fadmin" in page and "/models/a/.." not in page, path
+        assert c.get("/models/a%2F..%2F..%2Fadmin", headers={"Accept": "text/html"}).status_code in (200, 404)
+
+
 def test_drill_down_shows_the_boards_doc_and_target(tmp_path) -> None:
     from gapmeter.commands.submit import build_payload
 
@@ -367,6 +397,8 @@ def test_token_expiry_cookie_flags_and_signing_out_with_a_bad_cookie(tmp_path) -
         assert "secure" in r.headers["set-cookie"].lower()
         assert cookie_client(board, tok).get("/login").text.count("Signed in as") == 1
         assert c.post("/login", data={"token": tok}, headers={"Origin": "https://evil.example"}).status_code == 403
+        behind_proxy = {"Origin": "https://board.example", "X-Forwarded-Host": "board.example"}
+        assert c.post("/login", data={"token": tok}, headers=behind_proxy).status_code == 303
         bad = c.post("/login", data={"token": "gmb_wrong"})
         assert bad.status_code == 401 and "set-cookie" not in bad.headers
 

@@ -15,6 +15,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -96,6 +97,9 @@ class BoardContext:
         self.templates.env.globals["version"] = gapmeter.__version__
         self.templates.env.filters["num"] = _num
         self.templates.env.filters["pct"] = _pct
+        # A name as one path segment: "/" encoded too (Jinja's urlencode keeps it), so a name
+        # from the store such as "a/../../admin" cannot make a link that resolves elsewhere.
+        self.templates.env.filters["pathpart"] = lambda v: quote(str(v), safe="")
         with self.sessions() as s:  # the write counter exists before the first concurrent write
             bump_generation(s)
             s.commit()

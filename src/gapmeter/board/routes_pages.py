@@ -149,7 +149,9 @@ def login(request: Request, who: Principal | None = Depends(lenient_principal),
 def _same_origin(request: Request) -> None:
     """Sign-in forms are posted by this board's own pages only (no login CSRF)."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
+    # Behind a reverse proxy that rewrites Host, the browser's host arrives as X-Forwarded-Host.
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "").split(",")[0].strip()}
+    if origin and origin != "null" and urlsplit(origin).netloc not in hosts - {""}:
         raise HTTPException(403, "cross-site form posts are not accepted")
 
 
