@@ -232,28 +232,83 @@ def _lm_model_args(setup: Setup, args: argparse.Namespace) -> dict[str, Any]:
     return {"dtype": setup.dtype, **extra}
 
 
-def run_lm(setup: Setup, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+class LmEvalPhases:
+    """lm-eval's time by phase, from wrappers around its own methods (prompt building, the
+    tokenization inside ``loglikelihood``, ``_loglikelihood_tokens``, ``generate_until``)."""
+
+    def __init__(self) -> None:
+        import lm_eval.api.task as api_task
+        from lm_eval.models.huggingface import HFLM
+
+        self.seconds: dict[str, float] = {"prompts": 0.0, "tokenize": 0.0, "scoring": 0.0, "generate": 0.0}
+        self._patches: list[tuple[Any, str, Any]] = []
+        self._wrap(api_task.Task, "build_all_requests", "prompts")
+        self._wrap(HFLM, "_loglikelihood_tokens", "scoring")
+        self._wrap(HFLM, "loglikelihood", "tokenize", minus="scoring")
+        self._wrap(HFLM, "generate_until", "generate")
+
+    def _wrap(self, owner: Any, name: str, phase: str, minus: str | None = None) -> None:
+        original = owner.__dict__.get(name) or getattr(owner, name)
+        seconds = self.seconds
+
+        def timed(*a: Any, **kw: Any) -> Any:
+            before = seconds[minus] if minus else 0.0
+            t0 = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                seconds[phase] += time.perf_counter() - t0 - ((seconds[minus] - before) if minus else 0.0)
+
+        self._patches.append((owner, name, owner.__dict__.get(name)))
+        setattr(owner, name, timed)
+
+    def reset(self) -> None:
+        for k in self.seconds:
+            self.seconds[k] = 0.0
+
+
+def load_lm_eval_model(setup: Setup, args: argparse.Namespace, batch_size: Any) -> Any:
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(setup.model_dir), device=args.device, batch_size=batch_size,
+                **_lm_model_args(setup, args))
+
+
+def run_lm(setup: Setup, args: argparse.Namespace, work: Path, lm: Any, jobs: list[Job] | None = None,
+           limit: int | None = None) -> dict[str, Any]:
     out = {}
-    for job in setup.jobs:
+    for job in jobs or setup.jobs:
         kwargs: dict[str, Any] = dict(
-            num_fewshot=job.shots, limit=job.limit, batch_size=args.lm_eval_batch_size,
-            work_dir=work / f"lm_eval_{job.task}", device=args.device, model_args=_lm_model_args(setup, args),
+            num_fewshot=job.shots, limit=limit or job.limit, batch_size=lm.batch_size,
+            work_dir=work / f"lm_eval_{job.task}", device=args.device, lm=lm,
         )
         run = run_lm_eval_group if job.group else run_lm_eval
         out[job.task] = run(setup.model_dir, job.task, job.lm_docs, **kwargs)
     return out
 
 
-def run_gm(setup: Setup, args: argparse.Namespace, work: Path, rep: int) -> dict[str, RunOutcome]:
+def load_gm_model(setup: Setup, args: argparse.Namespace, prefix_cache: str) -> Any:
+    from gapmeter.models.hf import load_hf
+
+    return load_hf(
+        {"pretrained": str(setup.model_dir), "dtype": setup.dtype, "softmax_dtype": args.softmax_dtype,
+         "prefix_cache": prefix_cache},
+        device=args.device, batch_size=args.batch_size,
+    )
+
+
+def run_gm(setup: Setup, args: argparse.Namespace, work: Path, tag: str, model: Any,
+           jobs: list[Job] | None = None) -> dict[str, RunOutcome]:
     out = {}
-    for job in setup.jobs:
+    for job in jobs or setup.jobs:
         out[job.task] = evaluate(
             RunSpec(
                 model="hf", tasks=(job.task,),
                 model_args=f"pretrained={setup.model_dir},dtype={setup.dtype},softmax_dtype={args.softmax_dtype}",
                 num_fewshot=job.shots, limit=job.limit, batch_size=args.batch_size, device=args.device,
-                data_dir=job.data_dir, db=f"sqlite:///{work}/gapmeter-{job.task}-{rep}.sqlite",
-            )
+                data_dir=job.data_dir, db=f"sqlite:///{work}/gapmeter-{job.task}-{tag}.sqlite",
+            ),
+            model=model,
         )
     return out
 
@@ -269,11 +324,13 @@ def compare(setup: Setup, ref: dict[str, Any], ours: dict[str, RunOutcome]) -> t
     n = bad = 0
     worst = 0.0
     for job in setup.jobs:
+        if job.task not in ours:
+            continue
         for leaf, outcome in ours[job.task].tasks.items():
             lm = sorted(ref[job.task].samples[leaf], key=lambda s: s["doc_id"])
             for a, b in zip(lm, outcome.scores, strict=True):
                 n += 1
-                mine = b.metrics["none"]
+                mine = b.metrics["none"] if "none" in b.metrics else {}
                 bad += int(any(a[m] != mine[m] for m in mine if m in a))
                 for ra, rb in zip(a["resps"], b.responses, strict=True):
                     if isinstance(rb, list | tuple) and not isinstance(rb, str):
@@ -281,12 +338,26 @@ def compare(setup: Setup, ref: dict[str, Any], ours: dict[str, RunOutcome]) -> t
     return n, bad, worst
 
 
-def unique_tokens(setup: Setup, ours: dict[str, RunOutcome]) -> tuple[int, int]:
-    """(tokens of a prefix tree over every distinct model input, tokens lm-eval feeds)."""
-    from gapmeter.models.hf import HFModel
+def compare_lm(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int, float]:
+    """lm-eval against itself (e.g. two batch sizes): (docs, metric disagreements, max |Δ ll|)."""
+    n = bad = 0
+    worst = 0.0
+    for task, res in b.items():
+        for leaf, samples in res.samples.items():
+            other = {s["doc_id"]: s for s in a[task].samples[leaf]}
+            for s in samples:
+                o = other[s["doc_id"]]
+                n += 1
+                bad += int(any(s[m] != o[m] for m in s.get("metrics", []) if m in o))
+                for ra, rb in zip(s["resps"], o["resps"], strict=True):
+                    worst = max(worst, abs(_lm_ll(ra) - _lm_ll(rb)))
+    return n, bad, worst
 
-    model = HFModel(str(setup.model_dir), dtype=setup.dtype, device="cpu")
-    requests = {r for o in ours.values() for t in o.tasks.values() for p in t.plans for r in p.requests}
+
+def unique_tokens(model: Any, ours: dict[str, RunOutcome]) -> tuple[int, int]:
+    """(tokens of a prefix tree over every distinct model input, tokens lm-eval feeds)."""
+    requests = {r for o in ours.values() for t in o.tasks.values() for p in t.plans for r in p.requests
+                if r.kind == "loglikelihood"}
     pairs = model.encode_pairs(sorted(requests, key=lambda r: (r.context, r.continuation)))
     limit = model.max_length + 1
     inputs = sorted({tuple((c + d)[-limit:][:-1]) for c, d in pairs})
@@ -308,6 +379,43 @@ def peak_flops(override: float | None) -> tuple[float, str]:
     raise SystemExit(f"unknown GPU {name!r}: pass --peak_tflops (dense bf16)")
 
 
+def _cuda(args: argparse.Namespace) -> bool:
+    return args.device.startswith("cuda")
+
+
+def _reset_peak(args: argparse.Namespace) -> None:
+    if _cuda(args):
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(args: argparse.Namespace) -> str:
+    if not _cuda(args):
+        return "n/a (cpu)"
+    import torch
+
+    return f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+
+
+def _phases(d: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f} s" for k, v in d.items() if v > 0.005)
+
+
+def _gm_phases(outs: dict[str, RunOutcome], model: Any) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for o in outs.values():
+        for k, v in o.timings.items():
+            total[k] = total.get(k, 0.0) + v
+    tok = model.phase_seconds.get("tokenize", 0.0)
+    if "loglikelihood" in total:  # the backend call includes its tokenization: split it out
+        total["loglikelihood"] -= tok
+    return {"prompts": total.get("prompts", 0.0), "tokenize": tok, "scoring": total.get("loglikelihood", 0.0),
+            "generate": total.get("generate_until", 0.0), "metrics": total.get("metrics", 0.0),
+            "writing": total.get("store", 0.0)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="cpu", choices=["cpu", "gpu"])
@@ -320,6 +428,11 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32768, help="gpu preset: BPE vocabulary size")
     ap.add_argument("--batch_size", default=None, help="gapmeter --batch_size (cpu: 8, gpu: auto)")
     ap.add_argument("--lm_eval_batch_size", default=None, help="lm-eval --batch_size (cpu: 8, gpu: 64)")
+    ap.add_argument("--baseline_batch_size", type=int, default=8, help="lm-eval's second batch size (its own spread)")
+    ap.add_argument("--baseline_docs", type=int, default=None, help="docs of the first task for lm-eval's self-baseline")
+    ap.add_argument("--gsm8k_docs", type=int, default=None, help="GSM8K 5-shot generation docs (0: skip)")
+    ap.add_argument("--kv_reuse", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time gapmeter's KV-reuse path (prefix_cache=true) and print its drift")
     ap.add_argument("--repeat", type=int, default=1, help="alternate the two harnesses N times; best counts")
     ap.add_argument("--peak_tflops", type=float, default=None, help="override the GPU's dense bf16 peak")
     ap.add_argument("--smoke", action="store_true", help="gpu preset at toy size (checks the script)")
@@ -330,13 +443,16 @@ def main() -> None:
     args = ap.parse_args()
     gpu = args.preset == "gpu"
     args.docs = args.docs or (1000 if gpu else 200)
+    args.baseline_docs = args.baseline_docs or min(args.docs, 300)
+    if args.gsm8k_docs is None:
+        args.gsm8k_docs = 128 if gpu else 8
     args.batch_size = args.batch_size or ("auto" if gpu else "8")
     args.max_positions = args.max_positions or (8192 if gpu else 2048)
     # lm-eval's own auto batch sizing probes at the longest length first (minutes on a CPU);
     # a fixed size is its fastest setting for these short multiple-choice inputs.
     lm_bs = args.lm_eval_batch_size or ("64" if gpu else args.batch_size)
     args.lm_eval_batch_size = lm_bs if lm_bs == "auto" else int(lm_bs)
-    if args.device.startswith("cuda"):
+    if _cuda(args):
         import torch
 
         if not torch.cuda.is_available():
@@ -345,49 +461,149 @@ def main() -> None:
     data_dir = default_data_dir()
     work = Path(tempfile.mkdtemp(prefix="gapmeter-bench-"))
     make: Callable[..., Setup] = gpu_setup if gpu else cpu_setup
+    t0 = time.perf_counter()
     setup = make(args, work, data_dir)
+    print(f"setup (tokenizer, model): {time.perf_counter() - t0:.1f} s", flush=True)
+    phases = LmEvalPhases()
+
+    # Each harness loads its model once for the whole bench (lm-eval's CLI loads it once per
+    # invocation too); the load is timed and counted in the end-to-end figure of each.
+    t0 = time.perf_counter()
+    lm = load_lm_eval_model(setup, args, args.lm_eval_batch_size)
+    lm_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gm_exact = load_gm_model(setup, args, "auto")
+    gm_load = time.perf_counter() - t0
+    gm_kv = load_gm_model(setup, args, "true") if args.kv_reuse else None
 
     times: dict[str, list[float]] = {"lm-eval 0.4.13": [], "gapmeter": []}
-    scoring: list[float] = []
+    if gm_kv is not None:
+        times["gapmeter kv_reuse"] = []
+    peaks: dict[str, str] = {}
+    lm_phases: dict[str, float] = {}
     ref: dict[str, Any] = {}
     ours: dict[str, RunOutcome] = {}
+    ours_kv: dict[str, RunOutcome] = {}
     for rep in range(args.repeat):
+        phases.reset()
+        _reset_peak(args)
         t0 = time.perf_counter()
-        ref = run_lm(setup, args, work)
-        times["lm-eval 0.4.13"].append(time.perf_counter() - t0)
+        ref = run_lm(setup, args, work / f"lm{rep}", lm)
+        times["lm-eval 0.4.13"].append(time.perf_counter() - t0 + lm_load)
+        peaks["lm-eval 0.4.13"] = _peak_gib(args)
+        lm_phases = dict(phases.seconds)
+        print(f"lm-eval rep {rep}: {times['lm-eval 0.4.13'][-1]:.1f} s", flush=True)
+        _reset_peak(args)
+        gm_exact.phase_seconds["tokenize"] = 0.0
         t0 = time.perf_counter()
-        ours = run_gm(setup, args, work, rep)
-        times["gapmeter"].append(time.perf_counter() - t0)
-        scoring.append(sum(o.timings.get("loglikelihood", 0.0) for o in ours.values()))
+        ours = run_gm(setup, args, work, f"exact{rep}", gm_exact)
+        times["gapmeter"].append(time.perf_counter() - t0 + gm_load)
+        peaks["gapmeter"] = _peak_gib(args)
+        print(f"gapmeter rep {rep}: {times['gapmeter'][-1]:.1f} s", flush=True)
+        if gm_kv is not None:
+            _reset_peak(args)
+            gm_kv.phase_seconds["tokenize"] = 0.0
+            t0 = time.perf_counter()
+            ours_kv = run_gm(setup, args, work, f"kv{rep}", gm_kv)
+            times["gapmeter kv_reuse"].append(time.perf_counter() - t0 + gm_load)
+            peaks["gapmeter kv_reuse"] = _peak_gib(args)
+            print(f"gapmeter kv_reuse rep {rep}: {times['gapmeter kv_reuse'][-1]:.1f} s", flush=True)
 
-    n_docs, bad, worst = compare(setup, ref, ours)
-    info = next(iter(ours.values())).model_info
-    n_params = int(info["num_parameters"])
+    n_params = int(gm_exact.describe()["num_parameters"])
+    info = gm_exact.describe()
     model_desc = f"{args.kind}/{args.size}"
     if gpu:
         model_desc = "llama-3.2-1b shape" + (" (smoke: toy size)" if args.smoke else "")
+    print()
     print(f"model: {model_desc}, {n_params:,} parameters, {setup.dtype}, context {info['max_length']}, "
           f"device {args.device}, batch_size gapmeter {args.batch_size} / lm-eval {args.lm_eval_batch_size}")
-    print("work: " + ", ".join(f"{j.task} {j.shots}-shot" for j in setup.jobs) + f"; {n_docs} docs")
+    print("work: " + ", ".join(f"{j.task} {j.shots}-shot" for j in setup.jobs) +
+          f"; {sum(len(t.scores) for o in ours.values() for t in o.tasks.values())} docs")
     for note in setup.notes:
         print(f"note: {note}")
     best = {k: min(v) for k, v in times.items()}
     for name, secs in times.items():
         spread = f"  (runs: {', '.join(f'{s:.1f}' for s in secs)})" if len(secs) > 1 else ""
-        print(f"{name:>16}: {best[name]:8.1f} s{spread}")
-    print(f"ratio lm-eval / gapmeter: {best['lm-eval 0.4.13'] / best['gapmeter']:.2f}x")
+        print(f"{name:>18}: {best[name]:8.1f} s  peak GPU memory {peaks.get(name, '?')}{spread}")
+    for name in times:
+        if name != "lm-eval 0.4.13":
+            print(f"ratio lm-eval / {name}: {best['lm-eval 0.4.13'] / best[name]:.2f}x")
     if args.repeat > 1:
         ratios = [a / b for a, b in zip(times["lm-eval 0.4.13"], times["gapmeter"], strict=True)]
         print(f"ratio per repetition: {', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})")
-    print(f"per-sample metric disagreements: {bad}; max |Δ loglikelihood| {worst:.2e}")
-    tree, total = unique_tokens(setup, ours)
+    print(f"phases, lm-eval (last repetition): model load {lm_load:.1f} s, {_phases(lm_phases)}")
+    print(f"phases, gapmeter (last repetition): model load {gm_load:.1f} s, {_phases(_gm_phases(ours, gm_exact))}")
+    if gm_kv is not None:
+        print(f"phases, gapmeter kv_reuse: {_phases(_gm_phases(ours_kv, gm_kv))}")
+    n, bad, worst = compare(setup, ref, ours)
+    print(f"gapmeter default ({gm_exact.scoring_path['loglikelihood']}) vs lm-eval: {bad} of {n} docs disagree; "
+          f"max |Δ loglikelihood| {worst:.2e}")
+    if gm_kv is not None:
+        n, bad, worst = compare(setup, ref, ours_kv)
+        print(f"gapmeter kv_reuse (opt-in, not lm-eval-exact) vs lm-eval: {bad} of {n} docs disagree; "
+              f"max |Δ loglikelihood| {worst:.2e}")
+    tree, total = unique_tokens(gm_exact, ours)
     print(f"tokens: lm-eval feeds {total:,}; unique (prefix tree over distinct inputs) {tree:,}")
-    if args.device.startswith("cuda"):
+    if _cuda(args):
         peak, name = peak_flops(args.peak_tflops)
         work_flops = 2 * n_params * tree
-        for label, secs in (("end to end", best["gapmeter"]), ("scoring only", min(scoring))):
-            print(f"MFU ({label}, {name}, peak {peak / 1e12:.0f} TFLOP/s): "
-                  f"{work_flops / secs / peak:.1%} of the minimum-work limit")
+        rows = [("lm-eval", best["lm-eval 0.4.13"], lm_phases["scoring"]),
+                ("gapmeter exact", best["gapmeter"], _gm_phases(ours, gm_exact)["scoring"])]
+        if gm_kv is not None:
+            rows.append(("gapmeter kv_reuse", best["gapmeter kv_reuse"], _gm_phases(ours_kv, gm_kv)["scoring"]))
+        for who, e2e, scoring in rows:
+            print(f"MFU {who} ({name}, peak {peak / 1e12:.0f} TFLOP/s, minimum work): "
+                  f"end to end {work_flops / e2e / peak:.1%}, scoring only {work_flops / max(scoring, 1e-9) / peak:.1%}")
+
+    sys.stdout.flush()
+    # lm-eval against itself at a second batch size: the reference every disagreement count needs
+    first = setup.jobs[0]
+    lm_small = load_lm_eval_model(setup, args, args.baseline_batch_size)
+    ref_small = run_lm(setup, args, work / "lm_baseline", lm_small, jobs=[first], limit=args.baseline_docs)
+    del lm_small
+    n, bad, worst = compare_lm(ref, ref_small)
+    print(f"baseline, lm-eval batch_size {args.lm_eval_batch_size} vs {args.baseline_batch_size} "
+          f"({first.task}, {n} docs): {bad} docs disagree; max |Δ loglikelihood| {worst:.2e}", flush=True)
+
+    if args.gsm8k_docs:
+        generation_bench(setup, args, work, data_dir, lm, gm_exact, phases)
+
+
+def generation_bench(setup: Setup, args: argparse.Namespace, work: Path, data_dir: Path, lm: Any, gm: Any,
+                     phases: LmEvalPhases) -> None:
+    """GSM8K 5-shot, greedy, lm-eval's stop sequences: time, tokens/s, identical generations."""
+    gsm = _converted_docs("gsm8k", data_dir)
+    job = Job("gsm8k", 5, args.gsm8k_docs, {"train": gsm["train"], "test": gsm["test"][: args.gsm8k_docs]},
+              data_dir=data_dir)
+    phases.reset()
+    t0 = time.perf_counter()
+    ref = run_lm(setup, args, work / "lm_gsm8k", lm, jobs=[job])["gsm8k"]
+    lm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ours = run_gm(setup, args, work, "gsm8k", gm, jobs=[job])["gsm8k"]
+    gm_s = time.perf_counter() - t0
+    scores = ours.tasks["gsm8k"].scores
+    by_doc: dict[int, list[dict[str, Any]]] = {}
+    for sample in ref.samples["gsm8k"]:  # lm-eval 0.4.13: one line per doc and filter
+        by_doc.setdefault(sample["doc_id"], []).append(sample)
+    same = em_diff = 0
+    for score in scores:
+        samples = by_doc[score.doc_id]
+        same += int(_first_text(samples[0]["resps"]) == score.responses[0])
+        theirs = {x.get("filter", "none"): x.get("exact_match") for x in samples}
+        mine = {f: m.get("exact_match") for f, m in score.metrics.items()}
+        em_diff += int(any(theirs[f] != mine[f] for f in mine if f in theirs))
+    tokens = sum(len(gm.tokenizer(b.responses[0], add_special_tokens=False)["input_ids"]) for b in scores)
+    print(f"gsm8k 5-shot generation, {len(scores)} docs: lm-eval {lm_s:.1f} s "
+          f"(generate_until {phases.seconds['generate']:.1f} s), gapmeter {gm_s:.1f} s; ratio {lm_s / gm_s:.2f}x; "
+          f"identical generations {same}/{len(scores)}; exact_match differs on {em_diff} docs; "
+          f"{tokens:,} tokens generated, {tokens / gm_s:,.0f} tokens/s (gapmeter end to end)")
+
+
+def _first_text(resps: Any) -> str:
+    while isinstance(resps, list | tuple):
+        resps = resps[0]
+    return str(resps)
 
 
 if __name__ == "__main__":

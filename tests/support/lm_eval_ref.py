@@ -420,6 +420,7 @@ def _evaluate(
     gen_kwargs: dict[str, Any] | None,
     device: str,
     bootstrap_iters: int,
+    lm: Any = None,
 ) -> dict[str, Any]:
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -429,8 +430,9 @@ def _evaluate(
     # is indexed (fast, and our tasks keep their built-in names without clashing).
     tm = TaskManager(include_path=str(work_dir), include_defaults=False, metadata=dict(margs))
     out = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=margs,
+        # a loaded HFLM is used as it is (a benchmark loads it once for all its tasks)
+        model="hf" if lm is None else lm,
+        model_args=margs if lm is None else None,
         tasks=list(tasks),
         num_fewshot=num_fewshot,
         batch_size=batch_size,
@@ -479,6 +481,7 @@ def run_lm_eval(
     gen_kwargs: dict[str, Any] | None = None,
     device: str = "cpu",
     bootstrap_iters: int = BOOTSTRAP_ITERS,
+    lm: Any = None,
 ) -> LmEvalResult:
     """Run lm-eval 0.4.13's built-in ``task_name`` on ``docs_by_split`` (HF-hub-schema documents
     keyed by the split names the task's YAML uses) with the HF model in ``model_dir``.
@@ -503,6 +506,7 @@ def run_lm_eval(
         gen_kwargs=gen_kwargs,
         device=device,
         bootstrap_iters=bootstrap_iters,
+        lm=lm,
     )
     return _to_result(out, {task_name: path})
 
@@ -522,6 +526,7 @@ def run_lm_eval_group(
     gen_kwargs: dict[str, Any] | None = None,
     device: str = "cpu",
     bootstrap_iters: int = BOOTSTRAP_ITERS,
+    lm: Any = None,
 ) -> LmEvalResult:
     """Run lm-eval's group ``group_name`` (e.g. ``"mmlu"``) restricted to the tasks in
     ``docs_by_task`` (``{task_name: docs_by_split}``, e.g. ``{"mmlu_anatomy": {"dev": [...],
@@ -546,5 +551,6 @@ def run_lm_eval_group(
         gen_kwargs=gen_kwargs,
         device=device,
         bootstrap_iters=bootstrap_iters,
+        lm=lm,
     )
     return _to_result(out, paths)

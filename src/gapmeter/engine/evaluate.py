@@ -37,6 +37,8 @@ from gapmeter.tasks.registry import TaskRegistry
 from gapmeter.tasks.scoring import score_task
 from gapmeter.tasks.task import DocPlan, DocScore
 
+REQUEST_KINDS: tuple[RequestKind, ...] = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+
 
 @dataclass
 class TaskOutcome:
@@ -75,12 +77,17 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     plan = resolve_tasks(registry, list(spec.tasks), num_fewshot=spec.num_fewshot, data_dir=spec.data_dir)
 
     # Build every doc's prompt and requests before loading the model: bad data fails fast.
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     plans: dict[str, list[DocPlan]] = {}
     for name, leaf in plan.leaves.items():
         plans[name] = leaf.task.plan(num_fewshot=leaf.num_fewshot, limit=spec.limit, seed=spec.fewshot_seed)
 
+    timings["prompts"] = time.perf_counter() - t0
     if model is None:
+        t0 = time.perf_counter()
         model = load_model(spec.model, spec.model_args, device=spec.device, batch_size=spec.batch_size)
+        timings["model_load"] = time.perf_counter() - t0
     fingerprint = model.fingerprint()
     run_id = spec.run_id(fingerprint)
     db_url = resolve_db_url(spec.db, spec.output_path)
@@ -97,9 +104,8 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     responses = cache.get_many(unique)
     cached = len(responses)
     missing = [h for h in unique if h not in responses]
-    timings: dict[str, float] = {}
     with reporter.bar(f"{model.name}: {len(missing)} requests ({cached} cached)", len(missing)) as advance:
-        for kind in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        for kind in REQUEST_KINDS:
             todo = [h for h in missing if unique[h].kind == kind]
             if not todo:
                 continue
@@ -107,6 +113,7 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
             _compute(model, kind, todo, unique, cache, responses, advance, recorder)
             timings[kind] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     outcomes: dict[str, TaskOutcome] = {}
     doc_values: dict[str, dict[tuple[str, str], list[float]]] = {}
     for name, leaf in plan.leaves.items():
@@ -122,6 +129,7 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
             if isinstance(scores[0].metrics[f][m], int | float)
         }
     groups = aggregate_groups(plan, {n: o.metrics for n, o in outcomes.items()}, doc_values)
+    timings["metrics"] = time.perf_counter() - t0
     outcome = RunOutcome(
         run_id=run_id,
         spec=spec,
@@ -138,12 +146,14 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     )
     # From the stored per-request timings (docs/efficiency.md), before the run turns complete.
     invocation = {"recorded_requests": recorder.recorded, "failed_requests": recorder.failed,
-                  "backend_call_seconds": sum(timings.values())}
+                  "backend_call_seconds": sum(timings.get(k, 0.0) for k in REQUEST_KINDS)}
+    t0 = time.perf_counter()
     outcome.efficiency = measure_run(sessions, fingerprint, outcome, pricing, invocation)
     store_efficiency(sessions, run_id, outcome.efficiency)
     _finish_run(sessions, outcome)
     if spec.output_path is not None:
         results_json.write_outputs(outcome)
+    timings["store"] = time.perf_counter() - t0
     return outcome
 
 

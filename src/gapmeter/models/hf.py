@@ -132,6 +132,8 @@ class HFModel:
             batch_size=batch_size, max_batch_size=max_batch_size, device=self.device, probe=self._probe
         )
         self._fingerprint: str | None = None
+        #: cumulative seconds of host-side phases (benchmarks read them)
+        self.phase_seconds: dict[str, float] = {"tokenize": 0.0}
         self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.scoring_path = choose_scoring_path(
             requested=prefix_cache,
@@ -259,7 +261,9 @@ class HFModel:
 
     # ------------------------------------------------------ loglikelihood
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_done: OnDone) -> None:
+        started = time.perf_counter()
         pairs = self.encode_pairs(requests)
+        self.phase_seconds["tokenize"] += time.perf_counter() - started
 
         def with_stats(idx: list[int], results: list[Any], seconds: float) -> None:
             stats = [

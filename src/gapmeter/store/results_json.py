@@ -14,9 +14,11 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import gapmeter
+from gapmeter.fsutil import umask_file_mode
+from gapmeter.requests import RequestKind
 from gapmeter.tasks.task import DocPlan, DocScore
 
 if TYPE_CHECKING:
@@ -116,7 +118,9 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             "db": _redact(outcome.db_url),
             "computed_requests": outcome.computed_requests,
             "cached_requests": outcome.cached_requests,
-            "seconds_by_request_type": outcome.timings,
+            "seconds_by_request_type": {k: v for k, v in outcome.timings.items() if k in get_args(RequestKind)},
+            # prompts, model_load, each request type, metrics: where the run's time went
+            "seconds_by_phase": outcome.timings,
             # Speed, memory, tokens and cost per run/task/group (docs/efficiency.md).
             "efficiency": outcome.efficiency.to_json() if outcome.efficiency is not None else None,
         },
@@ -136,6 +140,7 @@ def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_file_mode())  # mkstemp makes 0600; the result gets the umask's mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

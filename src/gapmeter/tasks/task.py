@@ -63,6 +63,9 @@ class Task:
         self.data_dir = data_dir
         self._hooks: dict[str, Callable[..., Any]] = {}
         self._loaded: dict[str, list[dict[str, Any]]] = {}
+        # A few-shot example's rendered text, by the example doc's identity: a 25-shot task
+        # renders each pool doc for hundreds of eval docs otherwise (templates are pure).
+        self._examples: dict[int, tuple[dict[str, Any], str]] = {}
 
     @property
     def name(self) -> str:
@@ -186,11 +189,17 @@ class Task:
             return str(text)
         return f"{text}{c.target_delimiter}{self._answer_text(ex, choices, answer)}{c.fewshot_delimiter}"
 
+    def _cached_example_text(self, ex: dict[str, Any]) -> str:
+        hit = self._examples.get(id(ex))
+        if hit is None or hit[0] is not ex:  # the doc itself is kept, so its id stays its own
+            hit = self._examples[id(ex)] = (ex, self._example_text(ex))
+        return hit[1]
+
     def context(self, doc: dict[str, Any], examples: Sequence[dict[str, Any]]) -> str | list[str]:
         """The prompt for ``doc``; a list of prompts (one per choice) in multiple-input mode."""
         c = self.config
         description = resolve_text(c.description, doc, where=f"task {self.name}: description") if c.description else ""
-        prefix = str(description) + "".join(self._example_text(ex) for ex in examples)
+        prefix = str(description) + "".join(self._cached_example_text(ex) for ex in examples)
         if c.multiple_input:
             return [prefix + choice for choice in self.doc_to_choice(doc)]
         text = self.doc_to_text(doc)
