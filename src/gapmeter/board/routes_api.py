@@ -23,11 +23,11 @@ from gapmeter.board.auth import Principal, create_token, revoke_tokens
 from gapmeter.board.names import normalize_model_name
 from gapmeter.board.ranking import Weights
 from gapmeter.board.readmodel import Snapshot, bump_generation
+from gapmeter.board.submission_store import store
 from gapmeter.board.submissions import (
     SubmissionError,
     ValidatedRun,
     parse_payload,
-    store,
     validate,
     validate_upload,
 )

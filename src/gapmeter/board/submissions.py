@@ -16,29 +16,19 @@ The board stores its recomputed numbers, not the submitted ones.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
-from gapmeter.board.auditlog import record
-from gapmeter.board.auth import Principal
-from gapmeter.board.names import OPERATOR, canonical_sha256, normalize_model_name, owner_of
-from gapmeter.board.readmodel import bump_generation
-from gapmeter.board.tables import BoardEntry, BoardSubmission
+from gapmeter.board.names import canonical_sha256, normalize_model_name
 from gapmeter.board.tasklib import TaskLibrary, _version
 from gapmeter.engine.aggregate import MetricResult, aggregate_groups, aggregate_task
 from gapmeter.engine.evaluate import doc_hash
 from gapmeter.errors import GapmeterError
-from gapmeter.store.models import DocRecord, MetricValue, Run, utcnow
 from gapmeter.tasks.scoring import score_task
 from gapmeter.tasks.task import DocPlan
 
@@ -359,86 +349,3 @@ def _finite(x: float | None) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-@dataclass(frozen=True)
-class Accepted:
-    submission_id: int
-    run_id: str
-    model_name: str
-    duplicate: bool
-    checks: dict[str, Any]
-
-
-_SQLITE_WRITES = threading.Lock()
-
-
-def store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, content_sha: str,
-          local_names: frozenset[str] = frozenset()) -> Accepted:
-    """Write the run in one transaction; a repeated upload returns the first one (idempotent).
-
-    On SQLite, submissions are written one at a time by this process (validation still runs in
-    parallel): queueing on a lock is fairer and cheaper than many threads polling SQLite's."""
-    if sessions.kw["bind"].dialect.name == "sqlite":
-        with _SQLITE_WRITES:
-            return _store(sessions, run, who, content_sha, local_names)
-    return _store(sessions, run, who, content_sha, local_names)
-
-
-def _store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, content_sha: str,
-           local_names: frozenset[str]) -> Accepted:
-    run_id = "sub-" + hashlib.sha256(f"{who.id}:{content_sha}".encode()).hexdigest()[:20]
-    with sessions() as s:
-        bump_generation(s)  # first statement writes: SQLite takes the write lock now
-        existing = s.scalars(
-            select(BoardSubmission).where(BoardSubmission.submitter_id == who.id, BoardSubmission.content_sha256 == content_sha)
-        ).first()
-        if existing is not None:
-            s.rollback()
-            return Accepted(existing.id, existing.run_id, existing.model_name, True, existing.checks)
-        owner = owner_of(s, run.model_name, set(local_names))  # claimed by a private evaluation too
-        if owner not in (None, who.id):
-            s.rollback()
-            whose = "the board's operator" if owner == OPERATOR else "another submitter"
-            raise SubmissionError(f"model name {run.model_name!r} belongs to {whose}; choose another --name", 409)
-        now = utcnow()
-        s.add(Run(
-            id=run_id, status="complete", model=run.spec["model"], model_args="", model_fingerprint=content_sha[:64],
-            tasks=run.top_tasks, spec=run.spec, model_info=run.model_info | {"board_name": run.model_name},
-            output_path=None, created_at=now, finished_at=now, wall_seconds=None,
-        ))
-        s.flush()
-        # Bulk INSERTs (executemany), not one ORM object per row: with one writer thread on
-        # SQLite this is the part of a submission everyone queues behind.
-        if run.records:
-            s.execute(insert(DocRecord), [
-                {"run_id": run_id, "task": task, "doc_id": doc_id, "doc_hash": dh, "record": rec}
-                for task, doc_id, dh, rec in run.records
-            ])
-        if run.metrics:
-            s.execute(insert(MetricValue), [
-                {"run_id": run_id, "task": m.task, "is_group": int(m.is_group), "metric": m.metric, "filter": m.filter,
-                 "value": _finite(m.value), "stderr": _finite(m.stderr), "clustered_stderr": _finite(m.clustered_stderr),
-                 "ci_low": _finite(m.ci95[0]) if m.ci95 else None, "ci_high": _finite(m.ci95[1]) if m.ci95 else None,
-                 "n": m.n}
-                for m in run.metrics
-            ])
-        s.add(BoardEntry(run_id=run_id, model_name=run.model_name, submitter_id=who.id, source="submission"))
-        sub = BoardSubmission(
-            submitter_id=who.id, content_sha256=content_sha, run_id=run_id, model_name=run.model_name,
-            n_tasks=len(run.top_tasks), n_samples=len(run.records), checks=run.checks,
-        )
-        s.add(sub)
-        record(s, who.name, "submission.accept", f"run:{run_id}",
-               {"model": run.model_name, "tasks": run.top_tasks, "samples": len(run.records)})
-        try:
-            s.commit()
-        except IntegrityError:
-            s.rollback()
-            again = s.scalars(
-                select(BoardSubmission).where(BoardSubmission.submitter_id == who.id, BoardSubmission.content_sha256 == content_sha)
-            ).first()
-            if again is None:
-                raise
-            return Accepted(again.id, again.run_id, again.model_name, True, again.checks)
-        return Accepted(sub.id, run_id, run.model_name, False, run.checks)
