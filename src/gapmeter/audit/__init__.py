@@ -1,1 +1,1 @@
-"""Model-side contamination audit: five detectors, Holm-corrected verdicts, inflation estimates."""
+"""Model-side contamination audit: six detectors (five methods, Min-K% in two variants), Holm-corrected verdicts, inflation estimates."""
