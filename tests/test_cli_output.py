@@ -76,6 +76,36 @@ def test_help_at_80_columns_cuts_nothing(path: tuple[str, ...], cmd: click.Comma
             assert flat(sub.get_short_help_str(limit=10_000)) in text, (name, proc.stdout)
 
 
+def test_help_in_a_terminal_cuts_nothing() -> None:
+    """In a real terminal (a pty of 80 columns) too: rich's help table cut long option names."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([sys.executable, "-m", "gapmeter.cli", "run", "--help"], stdout=child, stderr=child,
+                            env=env)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(main)
+    out = b"".join(chunks).decode()
+    assert proc.returncode == 0, out
+    assert_uncut(out)
+    assert "--include_path, --include-path" in out
+
+
 def test_tasks_piped_at_80_columns_lists_every_value_intact() -> None:
     listing = json.loads(gapmeter("tasks", "--json").stdout)
     names = {r["name"] for r in listing}

@@ -407,13 +407,10 @@ def submit(
 
 
 def _help_style() -> None:
-    """Plain help unless stdout is a terminal of at least 120 columns: typer's rich help is a
-    boxed table that cuts option names and help text to '…' when narrower (and a pipe counts as
-    80 columns), while click's plain help wraps at word boundaries and cuts nothing."""
-    import shutil
-
-    if sys.stdout.isatty() and shutil.get_terminal_size().columns >= 120:
-        return
+    """Plain click help everywhere: typer's rich help is a boxed table that cuts option names and
+    help text to '…' when the terminal is narrower than its widest row (a pipe counts as 80
+    columns; ``board --help`` still cut at 120), while click's plain help wraps at word
+    boundaries and cuts nothing."""
     from gapmeter.commands.board import private_app, token_app
 
     for typer_app in (app, selftest_app, board_app, token_app, private_app):
