@@ -229,3 +229,13 @@ def test_audit_json_is_the_only_thing_on_stdout(store: dict[str, Any], tmp_path:
     assert table.returncode == 0, table.stderr
     assert_uncut(table.stdout)
     assert "min_k" in table.stdout and doc["tasks"][0]["verdict"] in table.stdout
+
+
+def test_json_output_hides_store_passwords_and_non_finite_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    from gapmeter.render import emit_json
+
+    emit_json({"store": "postgresql+psycopg://alice:s3cret@db.example:5432/runs",
+               "runs": [{"db_url": "postgresql://bob:pw@h/db", "value": float("nan")}]})
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["store"] == "postgresql+psycopg://***@db.example:5432/runs"
+    assert doc["runs"][0] == {"db_url": "postgresql://***@h/db", "value": None}

@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-__all__ = ["WrappingGroup", "emit_json", "jsonable", "print_table", "stdout_console"]
+__all__ = ["WrappingGroup", "emit_json", "jsonable", "print_table", "redact_url", "stdout_console"]
 
 
 class WrappingGroup(TyperGroup):
@@ -99,6 +99,29 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+URL_KEYS = ("db_url", "store")
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password (``postgresql://user:secret@host`` → ``***@host``)."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _redact(doc: Any) -> Any:
+    """Store URLs under ``URL_KEYS`` redacted, at any depth."""
+    if isinstance(doc, list):
+        return [_redact(v) for v in doc]
+    if not isinstance(doc, dict):
+        return doc
+    out = {}
+    for key, value in doc.items():
+        out[key] = redact_url(value) if key in URL_KEYS and isinstance(value, str) else _redact(value)
+    return out
+
+
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(_redact(jsonable(obj)), indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()

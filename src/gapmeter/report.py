@@ -9,7 +9,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from gapmeter.engine.aggregate import MetricResult
-from gapmeter.render import print_table
+from gapmeter.render import print_table, redact_url
 from gapmeter.store.db import open_store
 from gapmeter.store.models import MetricValue, Run
 
@@ -76,9 +76,9 @@ def stored_runs(db_url: str) -> list[dict[str, Any]]:
 def print_runs(db_url: str, console: Console) -> None:
     runs = stored_runs(db_url)
     if not runs:
-        console.print(f"no runs stored in {db_url}", soft_wrap=True)
+        console.print(f"no runs stored in {redact_url(db_url)}", soft_wrap=True)
         return
-    table = Table(title=f"runs in {db_url}")
+    table = Table(title=f"runs in {redact_url(db_url)}")
     for col in ("run", "status", "model", "tasks", "main scores", "finished", "seconds"):
         table.add_column(col)
     for run in runs:
