@@ -4,7 +4,7 @@
 # (the list: ../shared/perf/gpu_wheels.txt), the benchmark files in .data/ (arc, hellaswag, mmlu,
 # truthfulqa, gsm8k copied from ../shared/data; both folders are git-ignored). Output: $OUT.
 set -u
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 R=$(pwd)
 OUT=${OUT:-/tmp/gapmeter-gpu-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 3

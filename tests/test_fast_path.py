@@ -307,3 +307,20 @@ def test_batch_scoring_is_bitwise_the_per_request_computation() -> None:
     logits = torch.zeros(1, 3, 5)
     logits[0, 0, 2] = logits[0, 1, 4] = 1.0
     assert score_rows(logits, [ScoredRow(0, 2, 2, [[2, 4], [4]])], torch.float32)[0][1] is True
+
+
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_tokenize_pipeline_chunks_change_nothing(tiny_model_factory: Any, prefix_cache: bool) -> None:
+    """Tokenizing the next chunk while one is scored gives every request its own answer, once."""
+    path = str(tiny_model_factory("llama"))
+    reqs = _requests()
+    whole = HFModel(path, dtype="float32", device="cpu", batch_size=4, max_length=96, prefix_cache=prefix_cache)
+    expected, _ = _score(whole, reqs)
+    chunked = HFModel(path, dtype="float32", device="cpu", batch_size=4, max_length=96, prefix_cache=prefix_cache)
+    chunked.tokenize_chunk = 3  # many chunks, docs split across them
+    got, stats = _score(chunked, reqs)  # _score fails on a request answered twice or never
+    for n, ((ll, greedy), (ell, egreedy)) in enumerate(zip(got, expected, strict=True)):
+        assert ll == pytest.approx(ell, abs=1e-4), f"request {n}"
+        assert greedy == egreedy, f"request {n}"
+    assert all(s.prompt_tokens and s.prompt_tokens > 0 for s in stats)
+    assert chunked.phase_seconds["tokenize"] > 0
