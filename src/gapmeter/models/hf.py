@@ -130,6 +130,12 @@ class HFModel:
                 else self.tokenizer.eos_token_id
             )
         self.dtype = next(self.model.parameters()).dtype
+        if isinstance(torch_dtype, torch.dtype) and self.dtype != torch_dtype:
+            # a transformers that ignores the dtype keyword must not score in another precision silently
+            raise ConfigError(
+                f"--model_args dtype={dtype}: the model loaded as {str(self.dtype).replace('torch.', '')}; "
+                f"transformers {transformers.__version__} did not apply it (gapmeter needs transformers>=4.56)"
+            )
         self._max_length = max_length
         self.batch_size = batch_size
         self.budget = TokenBudget(
