@@ -138,3 +138,13 @@ def test_calibration_lookup_states_its_status() -> None:
     cal = oren_calibration("randomization", [2])
     assert cal["status"] in {"passed", "failed"} and cal["reason"]
     assert oren_calibration("t", [2])["status"] in {"passed", "failed", "unchecked"}
+
+
+def test_calibration_lookup_fails_an_over_rejecting_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gapmeter.audit import calibration
+
+    monkeypatch.setattr(calibration, "OREN_MEASURED", {("t", 2): (0.09, 0.07, 0.11, 1000), ("t", 10): (0.05, 0.04, 0.06, 1000)})
+    bad = oren_calibration("t", [2, 3])
+    assert bad["status"] == "failed" and "9.0% of 1000 true nulls" in bad["reason"]
+    assert oren_calibration("t", [10])["status"] == "passed"
+    assert oren_calibration("randomization", [2])["status"] == "passed"  # exact by construction
