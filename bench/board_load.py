@@ -43,10 +43,10 @@ import httpx
 from sqlalchemy import create_engine, func, select
 
 from gapmeter.board.auth import create_token
-from gapmeter.board.tables import BoardEntry, BoardSubmission
 from gapmeter.commands.submit import build_payload
 from gapmeter.engine.evaluate import evaluate
 from gapmeter.spec import RunSpec
+from gapmeter.store.board_tables import BoardEntry, BoardSubmission
 from gapmeter.store.db import open_store
 from gapmeter.store.models import MetricValue, Run, utcnow
 

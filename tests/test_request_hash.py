@@ -1,9 +1,13 @@
-"""Request hashes key every response cache: they must never change across versions."""
+"""Request hashes key every response cache, doc hashes pair items across runs: they must never
+change across versions."""
+
+import datetime
 
 from gapmeter.requests import (
     GenerateRequest,
     LoglikelihoodRequest,
     RollingLoglikelihoodRequest,
+    doc_hash,
     request_hash,
 )
 
@@ -28,3 +32,12 @@ def test_kind_and_every_argument_change_the_hash() -> None:
                 GenerateRequest("c", ("\n",), 8, (("temperature", 0.1),))]
     assert len({request_hash(r) for r in [base, *variants]}) == 5
     assert request_hash(LoglikelihoodRequest("a", "b")) != request_hash(RollingLoglikelihoodRequest("ab"))
+
+
+def test_doc_hashes_are_pinned() -> None:
+    # Computed with the original implementation (engine/evaluate.py before issue 22): stored
+    # records, submissions and private splits pair items by these hashes.
+    assert doc_hash({"question": 'Qu\u00e9 "x"', "choices": ["a", "b"], "answer": 1, "n": 2.5}) == (
+        "310d5a9cad6cbb38d1d350a7c1ef5d5179bfe73bc3adbf8a02e9928bfa5d4562")
+    assert doc_hash({"b": 1, "a": None, "when": datetime.date(2024, 1, 2)}) == (
+        "e39cfc65901386dc4496e102eced2f25f5723c8154645e0111d6accc8e8c97b9")

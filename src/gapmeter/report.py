@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from gapmeter.engine.aggregate import MetricResult
+from gapmeter.efficiency.report import print_efficiency
+from gapmeter.efficiency.run import RunEfficiency
+from gapmeter.outcomes import MetricResult, RunOutcome
 from gapmeter.render import print_table, redact_url
 from gapmeter.store.db import open_store
 from gapmeter.store.models import MetricValue, Run
-
-if TYPE_CHECKING:
-    from gapmeter.engine.evaluate import RunOutcome
 
 
 def fmt_metric(m: MetricResult) -> tuple[str, str, str]:
@@ -40,9 +39,7 @@ def print_run_summary(outcome: RunOutcome, console: Console) -> None:
             v, se, ci = fmt_metric(m)
             table.add_row(name, str(task.num_fewshot), m.metric, m.filter, v, se, ci, str(m.n))
     print_table(console, table)
-    if outcome.efficiency is not None:
-        from gapmeter.efficiency.report import print_efficiency
-
+    if isinstance(outcome.efficiency, RunEfficiency):  # the engine's; None before it is measured
         print_efficiency(outcome.efficiency, console)
     where = f"results: {outcome.output_path}/results.json; " if outcome.output_path else ""
     console.print(

@@ -70,6 +70,13 @@ def request_hash(request: Request) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def doc_hash(doc: dict[str, Any]) -> str:
+    """A stable sha256 of a doc (sorted-key JSON): stored with every per-doc record, it pairs the
+    same item across runs, submissions, private splits and decontamination. Pinned by
+    tests/test_request_hash.py."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
 def response_to_json(kind: RequestKind, response: Response) -> Any:
     if kind == "loglikelihood":
         ll, greedy = response  # type: ignore[misc]

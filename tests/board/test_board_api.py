@@ -191,7 +191,7 @@ def test_inconsistent_and_malformed_uploads_are_refused_and_change_nothing(serve
     with served.ctx.sessions() as s:
         from sqlalchemy import select
 
-        from gapmeter.board.tables import BoardAuditEntry
+        from gapmeter.store.board_tables import BoardAuditEntry
         assert not list(s.scalars(select(BoardAuditEntry).where(BoardAuditEntry.action == "submission.accept")))
 
 
@@ -238,7 +238,7 @@ def test_tokens_roles_and_revocation(served) -> None:
     with served.ctx.sessions() as s:
         from sqlalchemy import select
 
-        from gapmeter.board.tables import BoardToken
+        from gapmeter.store.board_tables import BoardToken
         stored = [(t.token_hash, t.prefix) for t in s.scalars(select(BoardToken))]
     assert all(viewer not in h and len(p) == 10 for h, p in stored)
 

@@ -29,7 +29,7 @@ from sqlalchemy import func, select, update
 from gapmeter.board.app import BoardSettings
 from gapmeter.board.endpoint import FAILED
 from gapmeter.board.private import PrivatePolicy
-from gapmeter.board.tables import BoardToken, PrivateEval, PrivateExposure
+from gapmeter.store.board_tables import BoardToken, PrivateEval, PrivateExposure
 from gapmeter.store.models import Run, utcnow
 
 TASK = "board_arith2_gen"

@@ -139,7 +139,7 @@ def test_crawler_never_sees_a_private_item_or_answer(served, local_runs, caplog)
     served.client(sub_tok).post("/api/private-evals", json={"model_name": "sam-model", "base_url": dead,
                                                             "api_model": "m", "wait": True})
     with served.ctx.sessions() as s:
-        from gapmeter.board.tables import PrivateItem
+        from gapmeter.store.board_tables import PrivateItem
 
         private_docs = [d for (d,) in s.execute(select(PrivateItem.doc))]
     needles = {"CANARY"} | {d["tag"].strip() for d in private_docs} | {d["note"] for d in private_docs}

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gapmeter.board.tables import BoardAuditEntry
+from gapmeter.store.board_tables import BoardAuditEntry
 
 
 def record(session: Session, actor: str, action: str, target: str = "", detail: dict[str, Any] | None = None) -> None:

@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gapmeter.board.auditlog import record
-from gapmeter.board.tables import ROLES, BoardToken
 from gapmeter.errors import ConfigError
+from gapmeter.store.board_tables import ROLES, BoardToken
 from gapmeter.store.models import utcnow
 
 TOKEN_PREFIX = "gmb_"

@@ -12,15 +12,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-if TYPE_CHECKING:
-    from gapmeter.board.readmodel import RunInfo
+from gapmeter.board.runinfo import RunInfo
 
 log = logging.getLogger(__name__)
 

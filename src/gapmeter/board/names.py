@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gapmeter.board.tables import BoardEntry, PrivateEval
+from gapmeter.store.board_tables import BoardEntry, PrivateEval
 
 OPERATOR = 0  # owner id of names that only local runs use
 

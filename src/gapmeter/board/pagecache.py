@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from gapmeter.board.readmodel import Snapshot
 
 if TYPE_CHECKING:
-    from gapmeter.board.app import BoardContext
+    from gapmeter.board.context import BoardContext
 
 MAX_ENTRIES = 256  # per snapshot; past it the cache starts over (many distinct queries)
 WARM_KEYS = 8  # bodies re-rendered for a new snapshot before it is served

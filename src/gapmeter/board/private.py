@@ -41,11 +41,11 @@ from gapmeter.board.endpoint import (
 )
 from gapmeter.board.names import OPERATOR, owner_of
 from gapmeter.board.readmodel import bump_generation
-from gapmeter.board.tables import PrivateEval, PrivateExposure, PrivateItem, PrivateSplit
 from gapmeter.board.tasklib import TaskLibrary
 from gapmeter.engine.aggregate import aggregate_task
-from gapmeter.engine.evaluate import doc_hash
 from gapmeter.errors import GapmeterError
+from gapmeter.requests import doc_hash
+from gapmeter.store.board_tables import PrivateEval, PrivateExposure, PrivateItem, PrivateSplit
 from gapmeter.store.models import utcnow
 from gapmeter.tasks.hooks import resolve_hook
 from gapmeter.tasks.scoring import score_task

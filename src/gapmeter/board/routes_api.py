@@ -18,8 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from gapmeter.board import auditlog, pagecache, private, views
-from gapmeter.board.app import BoardContext, board, principal, require, viewer
 from gapmeter.board.auth import Principal, create_token, revoke_tokens
+from gapmeter.board.context import BoardContext, board, principal, require, viewer
 from gapmeter.board.names import normalize_model_name
 from gapmeter.board.ranking import Weights
 from gapmeter.board.readmodel import Snapshot, bump_generation
@@ -31,7 +31,7 @@ from gapmeter.board.submissions import (
     validate,
     validate_upload,
 )
-from gapmeter.board.tables import (
+from gapmeter.store.board_tables import (
     ROLES,
     BoardAnnotation,
     BoardEntry,

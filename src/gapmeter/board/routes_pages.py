@@ -10,7 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gapmeter.board import auditlog, pagecache, private, views
-from gapmeter.board.app import (
+from gapmeter.board.auth import Principal
+from gapmeter.board.context import (
     TOKEN_COOKIE,
     BoardContext,
     board,
@@ -21,7 +22,6 @@ from gapmeter.board.app import (
     require,
     viewer,
 )
-from gapmeter.board.auth import Principal
 from gapmeter.board.readmodel import Snapshot
 from gapmeter.board.routes_api import LeaderboardParams, is_admin, leaderboard_query
 from gapmeter.store.models import utcnow

@@ -11,11 +11,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from gapmeter.board import private
-from gapmeter.board.app import BoardContext, board, require
 from gapmeter.board.auth import Principal
+from gapmeter.board.context import BoardContext, board, require
 from gapmeter.board.endpoint import API_MODEL_RE
 from gapmeter.board.routes_api import MAX_ID, ModelName, Text
-from gapmeter.board.tables import PrivateEval
+from gapmeter.store.board_tables import PrivateEval
 
 router = APIRouter(prefix="/api")
 

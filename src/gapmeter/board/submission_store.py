@@ -20,7 +20,7 @@ from gapmeter.board.auth import Principal
 from gapmeter.board.names import OPERATOR, owner_of
 from gapmeter.board.readmodel import bump_generation
 from gapmeter.board.submissions import SubmissionError, ValidatedRun, _finite
-from gapmeter.board.tables import BoardEntry, BoardSubmission
+from gapmeter.store.board_tables import BoardEntry, BoardSubmission
 from gapmeter.store.models import DocRecord, MetricValue, Run, utcnow
 
 

@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gapmeter.board.names import canonical_sha256, normalize_model_name
 from gapmeter.board.tasklib import TaskLibrary, _version
 from gapmeter.engine.aggregate import MetricResult, aggregate_groups, aggregate_task
-from gapmeter.engine.evaluate import doc_hash
 from gapmeter.errors import GapmeterError
+from gapmeter.requests import doc_hash
 from gapmeter.tasks.scoring import score_task
 from gapmeter.tasks.task import DocPlan
 

@@ -130,7 +130,7 @@ def token_list(ctx: typer.Context, db: DbOption = None) -> None:
     from rich.table import Table
     from sqlalchemy import select
 
-    from gapmeter.board.tables import BoardToken
+    from gapmeter.store.board_tables import BoardToken
 
     table = Table(title="board tokens")
     for col in ("id", "name", "role", "prefix", "created", "revoked"):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from gapmeter.engine.evaluate import doc_hash
+from gapmeter.requests import doc_hash
 from gapmeter.tasks.task import Task
 
 ItemText = Literal["prompt_answer", "prompt"]

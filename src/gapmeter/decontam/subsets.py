@@ -92,7 +92,7 @@ def compare(
     bootstrap_iters: int = 10_000,
     seed: int = 1234,
 ) -> list[SubsetComparison]:
-    from gapmeter.engine.evaluate import doc_hash
+    from gapmeter.requests import doc_hash
 
     out: list[SubsetComparison] = []
     for name, task in outcome.tasks.items():

@@ -15,8 +15,7 @@ from gapmeter.requests import request_hash
 from gapmeter.store.models import EfficiencyValue
 
 if TYPE_CHECKING:
-    from gapmeter.engine.aggregate import MetricResult
-    from gapmeter.engine.evaluate import RunOutcome
+    from gapmeter.outcomes import MetricResult, RunOutcome
 
 DEFINITIONS = "docs/efficiency.md"
 

@@ -4,40 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from gapmeter.engine.plan import TaskPlan
+from gapmeter.outcomes import MetricResult, TaskPlan
 from gapmeter.scoring import metrics as M
 from gapmeter.scoring import stats
 from gapmeter.tasks.task import DocPlan, DocScore, Task
 from gapmeter.tasks.templates import resolve_text
-
-
-@dataclass
-class MetricResult:
-    task: str
-    metric: str
-    filter: str
-    value: float
-    stderr: float | None
-    n: int
-    clustered_stderr: float | None = None
-    n_clusters: int | None = None
-    is_group: bool = False
-    higher_is_better: bool = True
-    # Non-mean aggregations (F1, MCC, BLEU, median...): a seeded percentile bootstrap interval,
-    # since the normal interval around such a statistic can be skewed or leave [0, 1].
-    bootstrap_ci: tuple[float, float] | None = None
-
-    @property
-    def ci95(self) -> tuple[float, float] | None:
-        if self.bootstrap_ci is not None:
-            return self.bootstrap_ci
-        if self.stderr is None or not math.isfinite(self.stderr):
-            return None
-        se = max(self.stderr, self.clustered_stderr or 0.0)
-        return stats.mean_ci(self.value, se)
 
 
 def _aggregation(task: Task, metric: str) -> tuple[str, bool]:

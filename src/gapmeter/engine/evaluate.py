@@ -7,11 +7,7 @@ numbers. Results (JSON files and the run's rows) are written only once everythin
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete
@@ -19,15 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gapmeter.cost.estimate import Pricing
 from gapmeter.efficiency.recorder import RequestRecorder
-from gapmeter.efficiency.run import RunEfficiency, measure_run, store_efficiency
-from gapmeter.engine.aggregate import MetricResult, aggregate_groups, aggregate_task
+from gapmeter.efficiency.run import measure_run, store_efficiency
+from gapmeter.engine.aggregate import aggregate_groups, aggregate_task
 from gapmeter.engine.cache import ResponseCache
-from gapmeter.engine.plan import TaskPlan, resolve_tasks
+from gapmeter.engine.plan import resolve_tasks
 from gapmeter.engine.progress import Reporter
 from gapmeter.errors import GapmeterError
 from gapmeter.models.base import ModelBackend, parse_model_args
 from gapmeter.models.registry import check_backend, load_model
-from gapmeter.requests import Request, RequestKind, request_hash
+from gapmeter.outcomes import RunOutcome, TaskOutcome
+from gapmeter.requests import Request, RequestKind, doc_hash, request_hash
 from gapmeter.spec import RunSpec
 from gapmeter.store import results_json
 from gapmeter.store.db import open_store, resolve_db_url
@@ -35,36 +32,9 @@ from gapmeter.store.models import DocRecord, MetricValue, Run, utcnow
 from gapmeter.store.task_configs import RESOLVED_TASKS_KEY, resolved_task_configs
 from gapmeter.tasks.registry import TaskRegistry
 from gapmeter.tasks.scoring import score_task
-from gapmeter.tasks.task import DocPlan, DocScore
+from gapmeter.tasks.task import DocPlan
 
 REQUEST_KINDS: tuple[RequestKind, ...] = ("loglikelihood", "loglikelihood_rolling", "generate_until")
-
-
-@dataclass
-class TaskOutcome:
-    name: str
-    num_fewshot: int
-    n_docs_total: int
-    plans: list[DocPlan]
-    scores: list[DocScore]
-    metrics: list[MetricResult]
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    spec: RunSpec
-    model_info: dict[str, Any]
-    tasks: dict[str, TaskOutcome]
-    groups: list[MetricResult]
-    plan: TaskPlan
-    wall_seconds: float
-    computed_requests: int
-    cached_requests: int
-    db_url: str
-    output_path: Path | None
-    timings: dict[str, float] = field(default_factory=dict)
-    efficiency: RunEfficiency | None = None
 
 
 def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBackend | None = None) -> RunOutcome:
@@ -148,8 +118,9 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     invocation = {"recorded_requests": recorder.recorded, "failed_requests": recorder.failed,
                   "backend_call_seconds": sum(timings.get(k, 0.0) for k in REQUEST_KINDS)}
     t0 = time.perf_counter()
-    outcome.efficiency = measure_run(sessions, fingerprint, outcome, pricing, invocation)
-    store_efficiency(sessions, run_id, outcome.efficiency)
+    efficiency = measure_run(sessions, fingerprint, outcome, pricing, invocation)
+    outcome.efficiency = efficiency
+    store_efficiency(sessions, run_id, efficiency)
     _finish_run(sessions, outcome)
     if spec.output_path is not None:
         results_json.write_outputs(outcome)
@@ -230,10 +201,6 @@ def _start_run(sessions: sessionmaker[Session], run_id: str, spec: RunSpec, fing
         else:
             run.status = "running"
         s.commit()
-
-
-def doc_hash(doc: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
 def _finish_run(sessions: sessionmaker[Session], outcome: RunOutcome) -> None:

@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gapmeter.errors import ConfigError
+from gapmeter.outcomes import GroupNode, LeafTask, TaskPlan
 from gapmeter.tasks.letter_choice import LetterChoiceTask, letter_task_name
 from gapmeter.tasks.registry import TaskRegistry
-from gapmeter.tasks.schema import GroupAggregate
 from gapmeter.tasks.task import Task
-
-
-@dataclass
-class LeafTask:
-    task: Task
-    num_fewshot: int
-
-
-@dataclass
-class GroupNode:
-    name: str
-    children: list[str]  # leaf task names and group names, in order
-    aggregates: list[GroupAggregate]
-    version: Any = None
-
-
-@dataclass
-class TaskPlan:
-    leaves: dict[str, LeafTask] = field(default_factory=dict)
-    groups: dict[str, GroupNode] = field(default_factory=dict)
-    top: list[str] = field(default_factory=list)
-
-    def leaves_under(self, name: str) -> list[str]:
-        if name in self.leaves and name not in self.groups:
-            return [name]
-        out: list[str] = []
-        for child in self.groups[name].children:
-            for leaf in self.leaves_under(child):
-                if leaf not in out:
-                    out.append(leaf)
-        return out
 
 
 def resolve_tasks(

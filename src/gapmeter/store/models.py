@@ -200,7 +200,3 @@ class AuditDetectorResult(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-
-# The board's tables (tokens, audit log, entries, private items) share this metadata so one
-# migration history covers the whole store; imported last because it subclasses Base.
-from gapmeter.board import tables as _board_tables  # noqa: E402,F401

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import gapmeter
 from gapmeter.fsutil import umask_file_mode
-from gapmeter.requests import RequestKind
+from gapmeter.requests import RequestKind, doc_hash
 from gapmeter.tasks.task import DocPlan, DocScore
 
 if TYPE_CHECKING:
-    from gapmeter.engine.evaluate import RunOutcome
+    from gapmeter.outcomes import RunOutcome
 
 
 def _num(x: float | None) -> float | str:
@@ -49,7 +49,7 @@ def sample_record(plan: DocPlan, score: DocScore) -> dict[str, Any]:
         "filtered_resps": score.filtered,
         "filters": list(score.metrics),
         "metrics": {f"{m},{f}": v for f, ms in score.metrics.items() for m, v in ms.items()},
-        "doc_hash": _sha(json.dumps(plan.doc, sort_keys=True, ensure_ascii=False, default=str)),
+        "doc_hash": doc_hash(plan.doc),
         "prompt_hash": _sha(json.dumps([list(r.args())[0] for r in plan.requests], ensure_ascii=False, default=str)),
         "target_hash": _sha(str(score.target)),
     }

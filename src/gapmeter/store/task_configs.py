@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gapmeter.engine.evaluate import RunOutcome
+    from gapmeter.outcomes import RunOutcome
 
 RESOLVED_TASKS_KEY = "resolved_tasks"
 

@@ -1,7 +1,8 @@
-"""The board's own tables: tokens, audit log, entries, submissions, annotations, private items.
+"""The board's tables: tokens, audit log, entries, submissions, annotations, private items.
 
-Imported by ``gapmeter.store.models`` so that one ``Base.metadata`` (and one Alembic history)
-describes the whole store. Private items live only here and are read only by
+Part of the store (the board imports them; the store never imports the board), and imported by
+``gapmeter/store/__init__.py`` so that one ``Base.metadata`` (and one Alembic history) describes
+the whole store whichever store module is imported first. Private items live only here and are read only by
 ``board/private.py``; no page or API route selects from ``board_private_items``.
 """
 
