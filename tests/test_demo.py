@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,12 @@ def test_benchmarks_found_follow_the_files(tmp_path: Path, data_dir: Path) -> No
 
 def test_demo_trains_two_models_and_finds_a_real_gap(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "demo"
+    # The data dir explicitly: in-process CLI tests that pass --data_dir leave GAPMETER_DATA_DIR
+    # pointing at their tmp dirs (cli.py sets it), and a subprocess inherits that.
+    env = {**os.environ, "GAPMETER_DATA_DIR": str(data_dir)}
     proc = subprocess.run(
         [sys.executable, "-m", "gapmeter.cli", "demo", "--output_path", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "gap (large" in proc.stdout
@@ -77,7 +81,7 @@ def test_demo_trains_two_models_and_finds_a_real_gap(tmp_path: Path, data_dir: P
         assert diff > 0.25 and diff > 4 * se, (task, small[key], large[key])
     # every benchmark found in the data dir is evaluated (at a small limit), by both models
     found = benchmarks_found(data_dir)
-    for size in ("small", "large"):
+    for size in ("small", "large") if found else ():
         bench = json.loads((out / "results" / f"{size}-benchmarks" / "results.json").read_text())
         names = set(bench["results"]) | set(bench.get("groups", {}))
         assert set(found) <= names, sorted(set(found) - names)
@@ -88,5 +92,5 @@ def test_demo_trains_two_models_and_finds_a_real_gap(tmp_path: Path, data_dir: P
         capture_output=True, text=True, timeout=120,
     )
     assert runs.returncode == 0
-    assert runs.stdout.count("complete") >= 4
+    assert runs.stdout.count("complete") >= (4 if found else 2)  # + the benchmark runs
 
