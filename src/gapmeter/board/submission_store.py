@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,9 +19,10 @@ from gapmeter.board.auditlog import record
 from gapmeter.board.auth import Principal
 from gapmeter.board.names import OPERATOR, owner_of
 from gapmeter.board.readmodel import bump_generation
-from gapmeter.board.submissions import SubmissionError, ValidatedRun, _finite
+from gapmeter.board.submissions import SubmissionError, ValidatedRun
 from gapmeter.store.board_tables import BoardEntry, BoardSubmission
-from gapmeter.store.models import DocRecord, MetricValue, Run, utcnow
+from gapmeter.store.models import Run, utcnow
+from gapmeter.store.runs import save_results
 
 
 @dataclass(frozen=True)
@@ -71,21 +72,9 @@ def _store(sessions: sessionmaker[Session], run: ValidatedRun, who: Principal, c
             output_path=None, created_at=now, finished_at=now, wall_seconds=None,
         ))
         s.flush()
-        # Bulk INSERTs (executemany), not one ORM object per row: with one writer thread on
-        # SQLite this is the part of a submission everyone queues behind.
-        if run.records:
-            s.execute(insert(DocRecord), [
-                {"run_id": run_id, "task": task, "doc_id": doc_id, "doc_hash": dh, "record": rec}
-                for task, doc_id, dh, rec in run.records
-            ])
-        if run.metrics:
-            s.execute(insert(MetricValue), [
-                {"run_id": run_id, "task": m.task, "is_group": int(m.is_group), "metric": m.metric, "filter": m.filter,
-                 "value": _finite(m.value), "stderr": _finite(m.stderr), "clustered_stderr": _finite(m.clustered_stderr),
-                 "ci_low": _finite(m.ci95[0]) if m.ci95 else None, "ci_high": _finite(m.ci95[1]) if m.ci95 else None,
-                 "n": m.n}
-                for m in run.metrics
-            ])
+        # The engine's path (store/runs.py): bulk INSERTs, which matter here: with one writer
+        # thread on SQLite this is the part of a submission everyone queues behind.
+        save_results(s, run_id, run.records, run.metrics, replace=False)
         s.add(BoardEntry(run_id=run_id, model_name=run.model_name, submitter_id=who.id, source="submission"))
         sub = BoardSubmission(
             submitter_id=who.id, content_sha256=content_sha, run_id=run_id, model_name=run.model_name,

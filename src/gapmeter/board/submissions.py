@@ -29,6 +29,7 @@ from gapmeter.board.tasklib import TaskLibrary, _version
 from gapmeter.engine.aggregate import MetricResult, aggregate_groups, aggregate_task
 from gapmeter.errors import GapmeterError
 from gapmeter.requests import doc_hash
+from gapmeter.store.runs import finite
 from gapmeter.tasks.scoring import score_task
 from gapmeter.tasks.task import DocPlan
 
@@ -234,12 +235,12 @@ def validate(payload: SubmissionPayload, library: TaskLibrary, *, max_samples: i
             raise SubmissionError(f"results.results.{name}: missing")
         for m in metrics:
             key = f"{m.metric},{m.filter}"
-            if not _close(_finite(m.value), submitted.get(key, "missing")):
+            if not _close(finite(m.value), submitted.get(key, "missing")):
                 raise SubmissionError(
                     f"task {name}: submitted {key} = {submitted.get(key)!r} but its samples give {m.value!r}"
                 )
             se_key = f"{m.metric}_stderr,{m.filter}"
-            if not _close(_finite(m.stderr), submitted.get(se_key, "N/A")):
+            if not _close(finite(m.stderr), submitted.get(se_key, "N/A")):
                 raise SubmissionError(
                     f"task {name}: submitted {se_key} = {submitted.get(se_key)!r} but its samples give {m.stderr!r}"
                 )
@@ -339,13 +340,7 @@ def _groups(res: dict[str, Any], library: TaskLibrary, leaves: list[str], task_m
     for m in groups:
         key = f"{m.metric},{m.filter}"
         submitted = (results.get(m.task) or {}).get(key, "missing")
-        if not _close(_finite(m.value), submitted):
+        if not _close(finite(m.value), submitted):
             raise SubmissionError(f"group {m.task}: submitted {key} = {submitted!r} but its subtasks give {m.value!r}")
     return top, groups
 
-
-def _finite(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None

@@ -34,6 +34,7 @@ from gapmeter.render import print_table
 from gapmeter.store.db import open_store, resolve_db_url
 from gapmeter.store.models import AuditDetectorResult, AuditVerdict
 from gapmeter.store.results_json import atomic_write
+from gapmeter.store.runs import finite
 from gapmeter.tasks.registry import TaskRegistry
 
 
@@ -130,13 +131,6 @@ def _audit_id(fingerprint: str, opts: AuditOptions, config: AuditConfig, pairs: 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _finite(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if x == x and abs(x) != float("inf") else None
-
-
 def _store(sessions: Any, audit_id: str, opts: AuditOptions, fingerprint: str, pairs: list[AuditPair], audits: list[TaskAudit], config: AuditConfig) -> None:
     """Replace this audit's rows in one transaction."""
     with sessions() as s:
@@ -148,19 +142,19 @@ def _store(sessions: Any, audit_id: str, opts: AuditOptions, fingerprint: str, p
                 audit_id=audit_id, model=opts.model, model_args=opts.model_args, model_fingerprint=fingerprint,
                 task=a.task, reference=pair.reference.name if pair.reference else None,
                 verdict=a.verdict, reason=a.reason,
-                inflation=_finite(inf.estimate) if inf else None,
-                inflation_ci_low=_finite(inf.ci_low) if inf else None,
-                inflation_ci_high=_finite(inf.ci_high) if inf else None,
+                inflation=finite(inf.estimate) if inf else None,
+                inflation_ci_low=finite(inf.ci_low) if inf else None,
+                inflation_ci_high=finite(inf.ci_high) if inf else None,
                 inflation_source=inf.source if inf else None,
-                public_score=_finite(inf.public_score) if inf else None,
-                equivalent_score=_finite(inf.equivalent_score) if inf else None,
+                public_score=finite(inf.public_score) if inf else None,
+                equivalent_score=finite(inf.equivalent_score) if inf else None,
                 config=asdict(config),
             ))
             for d in a.detectors:
                 s.add(AuditDetectorResult(
                     audit_id=audit_id, model_fingerprint=fingerprint, task=a.task, detector=d.detector,
-                    needs=list(d.needs), statistic=_finite(d.statistic), p_value=_finite(d.p_value),
-                    p_holm=_finite(d.p_holm), effect=_finite(d.effect), effect_name=d.effect_name,
+                    needs=list(d.needs), statistic=finite(d.statistic), p_value=finite(d.p_value),
+                    p_holm=finite(d.p_holm), effect=finite(d.effect), effect_name=d.effect_name,
                     n=d.n, n_reference=d.n_reference, skipped=d.skipped, details=json.loads(json.dumps(d.details, default=str)),
                 ))
         s.commit()

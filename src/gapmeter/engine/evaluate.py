@@ -10,9 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import delete
-from sqlalchemy.orm import Session, sessionmaker
-
 from gapmeter.cost.estimate import Pricing
 from gapmeter.efficiency.recorder import RequestRecorder
 from gapmeter.efficiency.run import measure_run, store_efficiency
@@ -24,12 +21,11 @@ from gapmeter.errors import GapmeterError
 from gapmeter.models.base import ModelBackend, parse_model_args
 from gapmeter.models.registry import check_backend, load_model
 from gapmeter.outcomes import RunOutcome, TaskOutcome
-from gapmeter.requests import Request, RequestKind, doc_hash, request_hash
+from gapmeter.requests import Request, RequestKind, request_hash
 from gapmeter.spec import RunSpec
 from gapmeter.store import results_json
 from gapmeter.store.db import open_store, resolve_db_url
-from gapmeter.store.models import DocRecord, MetricValue, Run, utcnow
-from gapmeter.store.task_configs import RESOLVED_TASKS_KEY, resolved_task_configs
+from gapmeter.store.runs import finish_run, start_run
 from gapmeter.tasks.registry import TaskRegistry
 from gapmeter.tasks.scoring import score_task
 from gapmeter.tasks.task import DocPlan
@@ -62,7 +58,7 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     run_id = spec.run_id(fingerprint)
     db_url = resolve_db_url(spec.db, spec.output_path)
     sessions = open_store(db_url)
-    _start_run(sessions, run_id, spec, fingerprint, model.describe())
+    start_run(sessions, run_id, spec, fingerprint, model.describe())
 
     unique: dict[str, Request] = {}
     for doc_plans in plans.values():
@@ -121,7 +117,7 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     efficiency = measure_run(sessions, fingerprint, outcome, pricing, invocation)
     outcome.efficiency = efficiency
     store_efficiency(sessions, run_id, efficiency)
-    _finish_run(sessions, outcome)
+    finish_run(sessions, outcome)
     if spec.output_path is not None:
         results_json.write_outputs(outcome)
     timings["store"] = time.perf_counter() - t0
@@ -179,75 +175,3 @@ def _compute(
     lost = [h for h in hashes if h not in responses]
     if lost:
         raise RuntimeError(f"backend {model.name} returned no response for {len(lost)} {kind} requests")
-
-
-def _start_run(sessions: sessionmaker[Session], run_id: str, spec: RunSpec, fingerprint: str, info: dict[str, Any]) -> None:
-    with sessions() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            s.add(
-                Run(
-                    id=run_id,
-                    status="running",
-                    model=spec.model,
-                    model_args=spec.model_args,
-                    model_fingerprint=fingerprint,
-                    tasks=list(spec.tasks),
-                    spec=spec.to_json(),
-                    model_info=info,
-                    output_path=str(spec.output_path) if spec.output_path else None,
-                )
-            )
-        else:
-            run.status = "running"
-        s.commit()
-
-
-def _finish_run(sessions: sessionmaker[Session], outcome: RunOutcome) -> None:
-    """Replace the run's records and metrics in one transaction, then mark it complete."""
-    with sessions() as s:
-        s.execute(delete(DocRecord).where(DocRecord.run_id == outcome.run_id))
-        s.execute(delete(MetricValue).where(MetricValue.run_id == outcome.run_id))
-        for name, task in outcome.tasks.items():
-            for plan, score in zip(task.plans, task.scores, strict=True):
-                s.add(
-                    DocRecord(
-                        run_id=outcome.run_id,
-                        task=name,
-                        doc_id=plan.doc_id,
-                        doc_hash=doc_hash(plan.doc),
-                        record=results_json.sample_record(plan, score),
-                    )
-                )
-        for m in [r for t in outcome.tasks.values() for r in t.metrics] + outcome.groups:
-            ci = m.ci95
-            s.add(
-                MetricValue(
-                    run_id=outcome.run_id,
-                    task=m.task,
-                    is_group=int(m.is_group),
-                    metric=m.metric,
-                    filter=m.filter,
-                    value=_finite(m.value),
-                    stderr=_finite(m.stderr),
-                    clustered_stderr=_finite(m.clustered_stderr),
-                    ci_low=_finite(ci[0]) if ci else None,
-                    ci_high=_finite(ci[1]) if ci else None,
-                    n=m.n,
-                )
-            )
-        run = s.get(Run, outcome.run_id)
-        assert run is not None
-        run.status = "complete"
-        # The tasks as they were run (prompts, shots, versions): what `compare` checks.
-        run.spec = {**run.spec, RESOLVED_TASKS_KEY: resolved_task_configs(outcome)}
-        run.finished_at = utcnow()
-        run.wall_seconds = outcome.wall_seconds
-        s.commit()
-
-
-def _finite(x: float | None) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if x == x and x not in (float("inf"), float("-inf")) else None
