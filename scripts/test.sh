@@ -6,7 +6,7 @@
 #   3. ruff, the import layers (lint-imports), then every test. A test that needs a service fails
 #      instead of skipping (GAPMETER_REQUIRE_SERVICES=1, tests/support/services.py).
 #
-#   scripts/test.sh                      # everything (~15 min on 2 cores)
+#   scripts/test.sh                      # everything (20-25 min on a quiet 2-core machine)
 #   scripts/test.sh tests/test_demo.py   # arguments go to pytest
 #   GAPMETER_SKIP_SERVICES=1 scripts/test.sh   # no PostgreSQL/Chromium here: their tests skip
 #                                              # (not the whole suite; refused in CI)
@@ -42,9 +42,9 @@ fi
 # points down, no cycles.
 .venv/bin/lint-imports
 
-# -rs: every skip is listed with its reason.
+# -rs: every skip is listed with its reason; --durations: where the time goes (CI's budget).
 set +e
-.venv/bin/pytest -q -rs "$@"
+.venv/bin/pytest -q -rs --durations=15 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then
