@@ -3,8 +3,8 @@
 #   1. .venv with the locked dependencies (constraints.txt; created if missing),
 #   2. the board tests' services: PostgreSQL on 127.0.0.1 and Chromium (.ci/board_services.sh,
 #      which installs the Debian packages when missing: needs root or sudo),
-#   3. ruff, the import layers (lint-imports), then every test. A test that needs a service fails
-#      instead of skipping (GAPMETER_REQUIRE_SERVICES=1, tests/support/services.py).
+#   3. ruff, the import layers (lint-imports), mypy, then every test. A test that needs a service
+#      fails instead of skipping (GAPMETER_REQUIRE_SERVICES=1, tests/support/services.py).
 #
 #   scripts/test.sh                      # everything (20-25 min on a quiet 2-core machine)
 #   scripts/test.sh tests/test_demo.py   # arguments go to pytest
@@ -41,6 +41,8 @@ fi
 # The layer contract in pyproject.toml ([tool.importlinter]; docs/architecture.md): every import
 # points down, no cycles.
 .venv/bin/lint-imports
+# Types of the core layers ([tool.mypy] in pyproject.toml).
+.venv/bin/mypy
 
 # -rs: every skip is listed with its reason; --durations: where the time goes (CI's budget).
 set +e

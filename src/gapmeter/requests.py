@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 RequestKind = Literal["loglikelihood", "loglikelihood_rolling", "generate_until"]
 
@@ -79,10 +79,10 @@ def doc_hash(doc: dict[str, Any]) -> str:
 
 def response_to_json(kind: RequestKind, response: Response) -> Any:
     if kind == "loglikelihood":
-        ll, greedy = response  # type: ignore[misc]
+        ll, greedy = cast(tuple[float, bool], response)
         return [float(ll), bool(greedy)]
     if kind == "loglikelihood_rolling":
-        return float(response)  # type: ignore[arg-type]
+        return float(cast(float, response))
     return str(response)
 
 

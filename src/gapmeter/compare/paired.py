@@ -82,7 +82,7 @@ def paired_difference(
     d = x - y
     diff = float(d.mean())
     z = critical_z(1.0 - level)
-    base = {"n": n, "score_a": float(x.mean()), "score_b": float(y.mean()), "diff": diff}
+    base: dict[str, Any] = {"n": n, "score_a": float(x.mean()), "score_b": float(y.mean()), "diff": diff}
     binary = is_binary(x) and is_binary(y)
     counts: dict[str, int] = {}
     if binary:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from gapmeter.compare.bootstrap import DEFAULT_BOOTSTRAP_SEED, DEFAULT_ITERS
@@ -158,7 +159,12 @@ def prompt_sensitivity(runs: Sequence[StoredRun], *, alpha: float = 0.05, iters:
         order_vectors = set()
         for f_idx in range(len(formats)):
             col = [vals[f_idx] for vals in orders if len(vals) == len(formats)]
-            order_vectors.add(tuple(sorted(range(len(col)), key=lambda i, c=col: -c[i])))
+            order_vectors.add(tuple(sorted(range(len(col)), key=partial(_negated, col))))
         reports.append(SensitivityReport(base, formats, models, len(rank_vectors) > 1 and k > 1,
                                          len(order_vectors) > 1 and k > 1))
     return reports
+
+
+def _negated(values: Sequence[float], i: int) -> float:
+    """Sort key: the i-th value, largest first."""
+    return -values[i]

@@ -8,7 +8,7 @@ from typing import Any
 from gapmeter.errors import ConfigError
 from gapmeter.outcomes import GroupNode, LeafTask, TaskPlan
 from gapmeter.tasks.letter_choice import LetterChoiceTask, letter_task_name
-from gapmeter.tasks.registry import TaskRegistry
+from gapmeter.tasks.registry import GroupEntry, TaskEntry, TaskRegistry
 from gapmeter.tasks.task import Task
 
 
@@ -47,15 +47,15 @@ def _add(
 ) -> list[str]:
     """Add ``name`` (a task, group or tag) to the plan; return the node names it stands for."""
     if name in registry.groups:
-        entry = registry.groups[name]
+        group = registry.groups[name]
         children: list[str] = []
-        for item in entry.config.task:
+        for item in group.config.task:
             child, child_over = (item, {}) if isinstance(item, str) else (item.get("task"), dict(item))
             if not isinstance(child, str):
-                raise ConfigError(f"{entry.path}: group {name}: an entry has no 'task' name")
+                raise ConfigError(f"{group.path}: group {name}: an entry has no 'task' name")
             child_over.pop("task", None)
             children.extend(_add(plan, registry, child, {**overrides, **child_over}, num_fewshot, data_dir))
-        plan.groups[name] = GroupNode(name, children, list(entry.config.aggregate_metric_list), entry.config.version)
+        plan.groups[name] = GroupNode(name, children, list(group.config.aggregate_metric_list), group.config.version)
         return [name]
     if name in registry.tasks:
         if name not in plan.leaves:
@@ -90,7 +90,8 @@ def with_prompt_variants(registry: TaskRegistry, names: list[str]) -> list[str]:
     """``names`` followed by every task or group declared a ``prompt_variant`` of one of them
     (for a tag, of its tasks): what ``gapmeter run --prompt_variants`` evaluates."""
     variants: dict[str, list[str]] = {}
-    for entry_name, entry in [*registry.tasks.items(), *registry.groups.items()]:
+    entries: list[tuple[str, TaskEntry | GroupEntry]] = [*registry.tasks.items(), *registry.groups.items()]
+    for entry_name, entry in entries:
         pv = entry.config.prompt_variant
         if pv is not None:
             variants.setdefault(pv.of, []).append(entry_name)

@@ -28,7 +28,7 @@ class PromptTokenizer:
         if bos is None and eos is None:
             raise ConfigError(f"--model_args tokenizer={name_or_path}: the tokenizer has neither BOS nor EOS")
         self.prefix_token_id = int(bos if bos is not None else eos)
-        self._prefix_text = self.tokenizer.decode(self.prefix_token_id)
+        self._prefix_text = str(self.tokenizer.decode(self.prefix_token_id))
 
     def encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
         kwargs: dict[str, bool] = {}

@@ -12,7 +12,7 @@ Batch composition never changes a score beyond float rounding; the results are k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,7 +92,7 @@ class TokenBudget:
 
 def run_in_batches(
     order: Sequence[int],
-    lengths: Sequence[int],
+    lengths: Sequence[int] | Mapping[int, int],  # row index -> length
     budget: TokenBudget,
     process: Callable[[list[int]], None],
 ) -> None:

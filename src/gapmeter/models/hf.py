@@ -121,7 +121,10 @@ class HFModel:
         except (OSError, ValueError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"--model_args pretrained={pretrained}: cannot load a causal LM: {first}") from None
-        self.model.to(self.device).eval()
+        # As an nn.Module for the type checker: transformers wraps ``PreTrainedModel.to`` with
+        # functools.wraps, which mypy cannot bind to the instance. The call is the same.
+        module: torch.nn.Module = self.model
+        module.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:
             # lm-eval's choice (unk, else eos): only affects padding, never a score.
             self.tokenizer.pad_token_id = (
@@ -230,7 +233,7 @@ class HFModel:
         elif self.add_bos_token is not None:
             kwargs["add_special_tokens"] = self.add_bos_token
         # A prompt that already starts with BOS must not get a second one.
-        if add_special_tokens is None and text.startswith(self.tokenizer.decode(self.prefix_token_id)):
+        if add_special_tokens is None and text.startswith(str(self.tokenizer.decode(self.prefix_token_id))):
             kwargs["add_special_tokens"] = False
         return kwargs
 
@@ -535,7 +538,7 @@ class HFModel:
             n = len(row)
             while n > 0 and row[n - 1] == pad:
                 n -= 1
-            results.append((self.tokenizer.decode(row, skip_special_tokens=True), n))
+            results.append((str(self.tokenizer.decode(row, skip_special_tokens=True)), n))
         return results
 
 

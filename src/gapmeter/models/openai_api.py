@@ -33,6 +33,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -194,7 +195,7 @@ class OpenAIBackend:
                 return _score_tail(echo, len(ids), n_cont)
 
             return _Job(position, "completions", self._echo_payload(ids), parse_ids,
-                        len(ids) + 1, finish=lambda r, n=len(ids): (r, n))
+                        len(ids) + 1, finish=partial(_with_count, n=len(ids)))
 
         context, continuation = req.context, req.continuation
         prompt = context + continuation
@@ -246,7 +247,7 @@ class OpenAIBackend:
                     return _score_tail(self._echo(body, None), n, k)
 
                 jobs.append(_Job(len(jobs), "completions", self._echo_payload(ids), parse, len(ids) + 1,
-                                 finish=lambda r, n=len(ids): (r, n)))
+                                 finish=partial(_with_count, n=len(ids))))
                 owner.append(i)
         totals = [0.0] * len(requests)
         remaining = [0] * len(requests)
@@ -347,8 +348,8 @@ class OpenAIBackend:
             payload["stream_options"] = {"include_usage": True}
             delta = _chat_delta if c.api == "chat" else _completion_delta
 
-            def parse(text: Any) -> str:
-                return cut_at_stops(str(text), stops)
+            def parse(body: Any) -> str:
+                return cut_at_stops(str(body), stops)
         else:
             def parse(body: Any) -> str:
                 choice = body["choices"][0]
@@ -663,3 +664,8 @@ def _only_served_model(base_url: str, api_key: str | None) -> str:
     if len(ids) != 1:
         raise ConfigError(f"--model_args needs model=NAME: {base_url} serves {', '.join(ids) or 'no model'}")
     return str(ids[0])
+
+
+def _with_count(response: Any, n: int) -> tuple[Any, int]:
+    """A job's result with its prompt's token count (``_Job.finish`` of token-id prompts)."""
+    return response, n

@@ -8,6 +8,7 @@ then cut at the first occurrence of each stop string in turn (lm-evaluation-harn
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from transformers import StoppingCriteria
@@ -27,7 +28,7 @@ class StopOnStrings(StoppingCriteria):
         tails = generated[:, -self.lookback :].tolist()
         texts = self.tokenizer.batch_decode(tails, skip_special_tokens=False)
         done = [any(stop in text for stop in self.stops) for text in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, torch.tensor(done, dtype=torch.bool, device=input_ids.device))
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:

@@ -19,7 +19,7 @@ import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def resolve_gold(gold: Gold, choices: Sequence[str]) -> ResolvedGold:
     n_choices = len(choices)
     if isinstance(gold, str):
         return list(choices).index(gold) if gold in choices else INVALID_GOLD
-    if isinstance(gold, Integral):
+    if isinstance(gold, int | Integral):  # int for the type checker; numpy ints are Integral
         return int(gold) if gold < n_choices else INVALID_GOLD
     return [int(g) if g < n_choices else INVALID_GOLD for g in gold]
 
@@ -201,8 +201,10 @@ def mc2(lls: Sequence[float], labels: Sequence[int]) -> float:
 # Generation: exact match
 # --------------------------------------------------------------------------- #
 
-_PUNCT_TABLE = str.maketrans("", "", string.punctuation)
-_DIGIT_TABLE = str.maketrans("", "", string.digits)
+# Deletion tables for ``np.char.translate``, which hands them to ``str.translate`` (a mapping);
+# NumPy's stubs type the table as ``str``, hence the casts.
+_PUNCT_TABLE = cast(str, str.maketrans("", "", string.punctuation))
+_DIGIT_TABLE = cast(str, str.maketrans("", "", string.digits))
 
 
 def _normalise_pair(

@@ -68,11 +68,11 @@ class LetterChoiceTask(Task):
         super().__init__(letter_config(base.config), yaml_dir=base.yaml_dir, data_dir=base.data_dir)
         self.base = base
 
-    @property  # type: ignore[override]
+    @property
     def eval_docs(self) -> list[dict[str, Any]]:
         return self.base.eval_docs
 
-    @property  # type: ignore[override]
+    @property
     def fewshot_pool(self) -> list[dict[str, Any]]:
         return self.base.fewshot_pool
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gapmeter.errors import ConfigError
 from gapmeter.tasks.schema import FamilyConfig, GroupConfig, TaskConfig
@@ -138,7 +138,7 @@ def _resolve_include(doc: dict[str, Any], path: Path, seen: tuple[Path, ...]) ->
     return merged
 
 
-def _validate(model: type, raw: dict[str, Any], path: Path) -> Any:
+def _validate(model: type[BaseModel], raw: dict[str, Any], path: Path) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as err:

@@ -34,6 +34,8 @@ def run_migrations() -> None:
             context.run_migrations()
         return
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL: pass -x url=... or set sqlalchemy.url in alembic.ini")
     engine = create_engine(url)
     with engine.connect() as conn:
         _configure(conn)
