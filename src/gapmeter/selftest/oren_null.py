@@ -199,7 +199,7 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def task_texts(names: Sequence[str], max_items: int) -> dict[str, list[str]]:
+def task_texts(names: Sequence[str], max_items: int, data_dir: Path | None = None) -> dict[str, list[str]]:
     """Verbalised items (as the audit scores them) of registered tasks, in file order."""
     from gapmeter.audit.items import build_audit_set
     from gapmeter.engine.plan import resolve_tasks
@@ -208,7 +208,7 @@ def task_texts(names: Sequence[str], max_items: int) -> dict[str, list[str]]:
     registry = TaskRegistry.load([])
     out = {}
     for name in names:
-        plan = resolve_tasks(registry, [name], num_fewshot=0, data_dir=None)
+        plan = resolve_tasks(registry, [name], num_fewshot=0, data_dir=data_dir)
         for leaf_name, leaf in plan.leaves.items():
             out[leaf_name] = build_audit_set(leaf.task, limit=max_items, name=leaf_name).texts()
     return out
@@ -247,7 +247,7 @@ def run_check(
         log("training the check's tiny model (1 epoch)")
         model = quick_model(out / "model", data_dir, seed=seed, device=device, threads=threads)
     backend = load_hf({"pretrained": str(model), "dtype": "float32"}, device=device, batch_size=64)
-    texts = task_texts(tasks, max(s.items for s in settings))
+    texts = task_texts(tasks, max(s.items for s in settings), data_dir)
     config = config or AuditConfig(oren_permutations=20)
     result = run_oren_null(texts, RequestRunner(backend), settings=settings, partitions=partitions, draws=draws,
                            config=config, seed=seed, log=log)
