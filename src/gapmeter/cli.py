@@ -71,55 +71,16 @@ def run(
         raise GapmeterError("--tasks is required (see `gapmeter tasks`)")
     check_model_source(model, model_args)  # before torch is imported: a wrong path fails in a second
 
-    from gapmeter.engine.evaluate import evaluate
-    from gapmeter.engine.progress import Reporter
-    from gapmeter.report import print_run_summary
-    from gapmeter.spec import RunSpec
+    from gapmeter.commands.run import run_evaluation
 
     _quiet_libraries(verbosity)
-    if prompt_variants:
-        from gapmeter.engine.plan import with_prompt_variants
-        from gapmeter.tasks.registry import TaskRegistry
-
-        names = tuple(with_prompt_variants(TaskRegistry.load(list(include_path or [])), list(names)))
-    if data_dir is not None:
-        os.environ["GAPMETER_DATA_DIR"] = str(data_dir)
-    spec = RunSpec(
-        model=model,
-        model_args=model_args,
-        tasks=names,
-        num_fewshot=num_fewshot,
-        limit=limit,
-        fewshot_seed=seed,
-        bootstrap_iters=bootstrap_iters,
-        batch_size=batch_size,
-        device=device,
-        output_path=output_path,
-        log_samples=log_samples,
-        data_dir=data_dir,
-        include_path=tuple(include_path or ()),
-        db=db,
-        gpu_hour_cost=gpu_hour_cost,
-        prices=prices,
+    run_evaluation(
+        model=model, model_args=model_args, names=names, num_fewshot=num_fewshot, limit=limit,
+        batch_size=batch_size, device=device, output_path=output_path, log_samples=log_samples,
+        data_dir=data_dir, seed=seed, include_path=include_path, db=db, bootstrap_iters=bootstrap_iters,
+        gpu_hour_cost=gpu_hour_cost, prices=prices, prompt_variants=prompt_variants, subsets=subsets,
+        progress=verbosity.upper() != "ERROR", console=console,
     )
-    membership = None
-    if subsets is not None:  # read before the run: a bad file fails before any work
-        from gapmeter.decontam.subsets import read_subsets
-
-        membership = read_subsets(subsets)
-    outcome = evaluate(spec, reporter=Reporter(enabled=verbosity.upper() != "ERROR"))
-    print_run_summary(outcome, console)
-    if membership is not None:
-        from gapmeter.decontam.subsets import compare, print_report, write_report
-
-        comparisons = compare(outcome, membership)
-        print_report(comparisons, console)
-        if output_path is not None:
-            write_report(comparisons, output_path)
-    if prompt_variants:
-        from gapmeter.commands.compare import print_run_sensitivity
-
-        print_run_sensitivity(outcome.run_id, outcome.db_url, console)
 
 
 @app.command("tasks")

@@ -8,7 +8,7 @@ numbers. Results (JSON files and the run's rows) are written only once everythin
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from gapmeter.cost.estimate import Pricing
 from gapmeter.efficiency.recorder import RequestRecorder
@@ -18,10 +18,17 @@ from gapmeter.engine.cache import ResponseCache
 from gapmeter.engine.plan import resolve_tasks
 from gapmeter.engine.progress import Reporter
 from gapmeter.errors import GapmeterError
-from gapmeter.models.base import ModelBackend, parse_model_args
+from gapmeter.models.base import ModelBackend, RequestStats, parse_model_args
 from gapmeter.models.registry import check_backend, load_model
 from gapmeter.outcomes import RunOutcome, TaskOutcome
-from gapmeter.requests import Request, RequestKind, request_hash
+from gapmeter.requests import (
+    GenerateRequest,
+    LoglikelihoodRequest,
+    Request,
+    RequestKind,
+    RollingLoglikelihoodRequest,
+    request_hash,
+)
 from gapmeter.spec import RunSpec
 from gapmeter.store import results_json
 from gapmeter.store.db import open_store, resolve_db_url
@@ -139,7 +146,7 @@ def _compute(
     failed: dict[str, str] = {}  # request hash -> error, for requests that failed after retries
     mark = time.perf_counter()  # the engine's clock, for backends that report no latency
 
-    def on_done(positions: list[int], results: list[Any], stats: list[Any] | None = None) -> None:
+    def on_done(positions: list[int], results: list[Any], stats: list[RequestStats] | None = None) -> None:
         nonlocal mark
         now = time.perf_counter()
         items = []
@@ -161,11 +168,11 @@ def _compute(
         mark = time.perf_counter()  # the engine's own work lies outside every measured interval
 
     if kind == "loglikelihood":
-        model.loglikelihood(requests, on_done)  # type: ignore[arg-type]
+        model.loglikelihood(_all_of(LoglikelihoodRequest, requests), on_done)
     elif kind == "loglikelihood_rolling":
-        model.loglikelihood_rolling(requests, on_done)  # type: ignore[arg-type]
+        model.loglikelihood_rolling(_all_of(RollingLoglikelihoodRequest, requests), on_done)
     else:
-        model.generate(requests, on_done)  # type: ignore[arg-type]
+        model.generate(_all_of(GenerateRequest, requests), on_done)
     if failed:
         raise GapmeterError(
             f"{len(failed)} of {len(hashes)} {kind} requests failed after retries (first: "
@@ -175,3 +182,14 @@ def _compute(
     lost = [h for h in hashes if h not in responses]
     if lost:
         raise RuntimeError(f"backend {model.name} returned no response for {len(lost)} {kind} requests")
+
+
+R = TypeVar("R", LoglikelihoodRequest, RollingLoglikelihoodRequest, GenerateRequest)
+
+
+def _all_of(kind: type[R], requests: list[Request]) -> list[R]:
+    """The requests of one batch as their one type (``evaluate`` groups them by kind)."""
+    typed = [r for r in requests if isinstance(r, kind)]
+    if len(typed) != len(requests):
+        raise AssertionError(f"a {kind.__name__} batch holds requests of another kind")
+    return typed

@@ -36,9 +36,9 @@ class RequestStats:
 
 
 # Called by a backend as soon as some responses exist: (positions in the input list, responses,
-# optionally one RequestStats per position). The engine writes them to the response cache at
-# once, so a killed run loses nothing.
-OnDone = Callable[..., None]
+# one RequestStats per position). The engine writes them to the response cache at once, so a
+# killed run loses nothing. (The engine also accepts a call without stats: nothing measured.)
+OnDone = Callable[[list[int], list[Any], list[RequestStats]], None]
 
 
 class ModelBackend(Protocol):

@@ -263,19 +263,19 @@ class OpenAIBackend:
                 r = owner[w]
                 if remaining[r] <= 0:
                     continue  # an earlier window of this text already failed it
-                merged[r] = _merge_stats(merged[r], st)
+                merged[r] = so_far = _merge_stats(merged[r], st)
                 if st.failed:
                     remaining[r] = 0
                     done_idx.append(r)
                     done_res.append(None)
-                    done_stats.append(merged[r])  # type: ignore[arg-type]
+                    done_stats.append(so_far)
                     continue
                 totals[r] += res[0]
                 remaining[r] -= 1
                 if remaining[r] == 0:
                     done_idx.append(r)
                     done_res.append(totals[r])
-                    done_stats.append(merged[r])  # type: ignore[arg-type]
+                    done_stats.append(so_far)
             if done_idx:
                 on_done(done_idx, done_res, done_stats)
 
