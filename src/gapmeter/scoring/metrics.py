@@ -499,37 +499,41 @@ def aggregate(aggregation: str, items: Sequence[Any]) -> float:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A metric's per-doc function, default aggregation and direction (lm-eval defaults).
+    """A metric's per-doc function, default aggregation, direction (lm-eval defaults) and the
+    task output types whose scoring computes it.
 
     ``fn`` computes the per-document item; several names share ``mc_scores`` (it
-    returns all multiple-choice scores at once) -- pick the key named ``name``.
+    returns all multiple-choice scores at once) -- pick the key named ``name``. A metric with
+    no output types (``mc2``, ``bleu``...) is computed only by a task's ``process_results`` hook.
     """
 
     name: str
     fn: Callable[..., Any]
     aggregation: str
     higher_is_better: bool
+    output_types: frozenset[str] = frozenset()
 
 
-def _spec(name: str, fn: Callable[..., Any], aggregation: str, higher: bool) -> MetricSpec:
-    return MetricSpec(name=name, fn=fn, aggregation=aggregation, higher_is_better=higher)
+def _spec(name: str, fn: Callable[..., Any], aggregation: str, higher: bool, *output_types: str) -> MetricSpec:
+    return MetricSpec(name=name, fn=fn, aggregation=aggregation, higher_is_better=higher,
+                      output_types=frozenset(output_types))
 
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
-        _spec("acc", mc_scores, "mean", True),
-        _spec("acc_norm", mc_scores, "mean", True),
-        _spec("acc_bytes", mc_scores, "mean", True),
-        _spec("acc_mutual_info", mc_scores, "mean", True),
-        _spec("exact_match", exact_match, "mean", True),
+        _spec("acc", mc_scores, "mean", True, "multiple_choice", "loglikelihood"),
+        _spec("acc_norm", mc_scores, "mean", True, "multiple_choice"),
+        _spec("acc_bytes", mc_scores, "mean", True, "multiple_choice"),
+        _spec("acc_mutual_info", mc_scores, "mean", True, "multiple_choice"),
+        _spec("exact_match", exact_match, "mean", True, "multiple_choice", "generate_until"),
         _spec("mc2", mc2, "mean", True),
-        _spec("perplexity", passthrough, "perplexity", False),
-        _spec("word_perplexity", rolling_items, "weighted_perplexity", False),
-        _spec("byte_perplexity", rolling_items, "weighted_perplexity", False),
-        _spec("bits_per_byte", rolling_items, "bits_per_byte", False),
-        _spec("f1", mc_pair, "f1", True),
-        _spec("mcc", mc_pair, "matthews_corrcoef", True),
+        _spec("perplexity", passthrough, "perplexity", False, "loglikelihood"),
+        _spec("word_perplexity", rolling_items, "weighted_perplexity", False, "loglikelihood_rolling"),
+        _spec("byte_perplexity", rolling_items, "weighted_perplexity", False, "loglikelihood_rolling"),
+        _spec("bits_per_byte", rolling_items, "bits_per_byte", False, "loglikelihood_rolling"),
+        _spec("f1", mc_pair, "f1", True, "multiple_choice"),
+        _spec("mcc", mc_pair, "matthews_corrcoef", True, "multiple_choice"),
         _spec("bleu", passthrough, "bleu", True),
         _spec("chrf", passthrough, "chrf", True),
         _spec("chrf++", passthrough, "chrf++", True),

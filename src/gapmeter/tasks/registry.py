@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gapmeter.errors import ConfigError
+from gapmeter.scoring.metrics import METRICS
 from gapmeter.tasks.schema import FamilyConfig, GroupConfig, TaskConfig
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -65,6 +66,7 @@ class TaskRegistry:
             for variant in fam.variants:
                 merged = {**fam.defaults, **variant}
                 cfg = _validate(TaskConfig, _render_family(merged), path)
+                _check_metrics(cfg, path)
                 if not path.resolve().is_relative_to(BUILTIN_DIR.resolve()):
                     _check_templates(cfg, path)
                 self.tasks[cfg.task] = TaskEntry(cfg, path)
@@ -76,6 +78,7 @@ class TaskRegistry:
             return [grp.group]
         if "task" in raw:
             cfg = _validate(TaskConfig, raw, path)
+            _check_metrics(cfg, path)
             if not path.resolve().is_relative_to(BUILTIN_DIR.resolve()):  # built-ins: checked by tests
                 _check_templates(cfg, path)
             self.tasks[cfg.task] = TaskEntry(cfg, path)
@@ -152,6 +155,25 @@ def _validate(model: type[BaseModel], raw: dict[str, Any], path: Path) -> Any:
 
 
 TEMPLATE_FIELDS = ("description", "doc_to_text", "doc_to_target", "doc_to_choice")
+
+
+def _check_metrics(cfg: TaskConfig, path: Path) -> None:
+    """Every metric of the task is in the registry (``scoring.metrics.METRICS``) and computed for
+    its output type, checked when the task is registered: a task asking for ``bleu`` on
+    generations fails here, naming the file, not after the model has run. A task with a
+    ``process_results`` hook computes its own metrics: any names."""
+    if cfg.process_results:
+        return
+    for m in cfg.metric_list:
+        spec = METRICS.get(m.metric)
+        if spec is None:
+            raise ConfigError(f"{path}: {cfg.task}: unknown metric {m.metric!r}; known: {', '.join(METRICS)}")
+        if cfg.output_type not in spec.output_types:
+            which = [n for n, s in METRICS.items() if cfg.output_type in s.output_types]
+            raise ConfigError(
+                f"{path}: {cfg.task}: metric {m.metric!r} is not computed for output_type {cfg.output_type} "
+                f"(supported: {', '.join(which)}; others need a process_results hook)"
+            )
 
 
 def _check_templates(cfg: TaskConfig, path: Path) -> None:

@@ -1,0 +1,64 @@
+"""A task's metrics are checked against the metric registry when the task is registered: an
+unknown metric, or one not computed for the task's output type, is refused naming the file —
+before any data is read or a model is loaded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gapmeter.errors import ConfigError
+from gapmeter.scoring.metrics import METRICS
+from gapmeter.tasks.registry import TaskRegistry
+
+FIXTURES = Path(__file__).parent / "fixtures" / "user_tasks"
+
+TASK = """task: my_task
+source:
+  generator:
+    function: sums.py:make
+    splits: {{test: {{n: 12, seed: 1}}}}
+test_split: test
+output_type: {output_type}
+doc_to_text: "Q: {{{{question}}}}=?\\nA:"
+doc_to_target: answer
+{extra}metric_list: [{{metric: {metric}}}]
+"""
+
+
+def _registry(tmp_path: Path, output_type: str, metric: str, extra: str = "") -> TaskRegistry:
+    shutil.copy(FIXTURES / "sums.py", tmp_path / "sums.py")
+    (tmp_path / "task.yaml").write_text(TASK.format(output_type=output_type, metric=metric, extra=extra))
+    return TaskRegistry.load([tmp_path])
+
+
+def test_an_unknown_metric_is_refused_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"task\.yaml: my_task: unknown metric 'blue'"):
+        _registry(tmp_path, "generate_until", "blue")
+
+
+def test_a_metric_not_computed_for_the_output_type_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"task\.yaml: my_task: metric 'bleu' is not computed for output_type generate_until"):
+        _registry(tmp_path, "generate_until", "bleu")
+    with pytest.raises(ConfigError, match="metric 'perplexity' is not computed for output_type multiple_choice"):
+        _registry(tmp_path, "multiple_choice", "perplexity", extra="doc_to_choice: choices\n")
+
+
+def test_supported_metrics_and_hook_metrics_are_accepted(tmp_path: Path) -> None:
+    assert "my_task" in _registry(tmp_path, "generate_until", "exact_match").tasks
+    # A process_results hook computes its own metrics, whatever their names.
+    hooked = _registry(tmp_path, "generate_until", "bleu", extra="process_results: sums.py:make\n")
+    assert "my_task" in hooked.tasks
+
+
+def test_every_registered_metric_names_where_it_is_computed() -> None:
+    output_types = {"multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until"}
+    for name, spec in METRICS.items():
+        assert spec.name == name
+        assert spec.output_types <= output_types, name
+
+
+def test_every_builtin_task_passes_the_check() -> None:
+    assert len(TaskRegistry.load([]).tasks) > 300
