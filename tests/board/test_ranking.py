@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from gapmeter.board.ranking import Interval, Weights, tie_aware_ranks, weighted_scores
+from gapmeter.board.ranking import Interval, Weights, ci_overlap_ranks, weighted_scores
 from gapmeter.compare.power import critical_z
 from gapmeter.compare.ranking import Score, rank_with_ties
 
@@ -20,12 +20,12 @@ def test_ranks_equal_compare_ci_overlap_rule(seed: int) -> None:
     # Ties in value too: the rule must not care about input order.
     scores += [Score("dup", scores[0].value, scores[0].stderr)]
     theirs = [r.rank for r in rank_with_ties(scores, method="ci_overlap")]
-    ours = tie_aware_ranks([Interval(s.value, s.value - z * s.stderr, s.value + z * s.stderr) for s in scores])
+    ours = ci_overlap_ranks([Interval(s.value, s.value - z * s.stderr, s.value + z * s.stderr) for s in scores])
     assert ours == theirs
 
 
 def test_models_without_a_score_are_unranked_and_do_not_push_others() -> None:
-    ranks = tie_aware_ranks([Interval(0.9, 0.85, 0.95), None, Interval(0.5, 0.45, 0.55), Interval(0.52, 0.4, 0.6)])
+    ranks = ci_overlap_ranks([Interval(0.9, 0.85, 0.95), None, Interval(0.5, 0.45, 0.55), Interval(0.52, 0.4, 0.6)])
     assert ranks == [1, None, 2, 2]
 
 

@@ -2,8 +2,11 @@
 
 Tie-aware rank (as Chatbot Arena and HELM report it): a model's rank is 1 + the number of
 models that are *clearly* better, i.e. whose 95% CI lies entirely above this model's CI. Models
-whose intervals overlap share ranks. When ``gapmeter.compare`` provides its own tie-aware
-ranking, the board uses that instead (see ``tie_aware_ranks``).
+whose intervals overlap share ranks. This is ``gapmeter.compare.ranking``'s ``ci_overlap`` rule
+(the display rule), applied to the intervals as stored — bootstrap CIs of F1/BLEU-like metrics
+are asymmetric, so it takes intervals, not standard errors — in O(n log n) for large boards;
+tests/board/test_ranking.py checks that both give the same ranks. ``compare`` ranks runs with
+paired tests or z (its ``rank_with_ties``): that is a test, this is a summary.
 
 Weighted re-ranking follows Dynabench's Dynaboard: each dimension is scaled to [0, 1] across the
 models shown (min-max; lower-is-better dimensions are flipped), and the composite is the
@@ -26,7 +29,7 @@ class Interval:
     high: float
 
 
-def tie_aware_ranks(intervals: Sequence[Interval | None]) -> list[int | None]:
+def ci_overlap_ranks(intervals: Sequence[Interval | None]) -> list[int | None]:
     """1 + #models whose CI low bound is above this model's CI high bound (None for no score)."""
     lows = sorted(iv.low for iv in intervals if iv is not None)
     out: list[int | None] = []

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gapmeter.board import paired
-from gapmeter.board.ranking import Interval, Weights, tie_aware_ranks, weighted_scores
+from gapmeter.board.ranking import Interval, Weights, ci_overlap_ranks, weighted_scores
 from gapmeter.board.readmodel import ModelSummary, RunInfo, Score, Snapshot
 from gapmeter.scoring.stats import mean_ci
 from gapmeter.store.models import DocRecord, Run
@@ -104,7 +104,7 @@ def _ranked(snap: Snapshot, columns: tuple[str, ...], include_hidden: bool, flag
     cols = list(columns)
     qual = [_quality(m, cols) for m in models]
     complete = [k == len(cols) and k > 0 for (_, _, _, k) in qual]
-    ranks = tie_aware_ranks([iv if ok else None for (_, _, iv, _), ok in zip(qual, complete, strict=True)])
+    ranks = ci_overlap_ranks([iv if ok else None for (_, _, iv, _), ok in zip(qual, complete, strict=True)])
     gaps = []
     for m in models:
         values = [g["gap"] for g in private_gaps(m).values() if g["gap"] is not None] if m.private else []
