@@ -33,6 +33,7 @@ from gapmeter.models.base import OnDone, RequestStats, parse_bool
 from gapmeter.models.batch_scoring import ScoredRow, score_rows
 from gapmeter.models.batching import TokenBudget, pad_right, run_in_batches, run_in_group_batches
 from gapmeter.models.pair_split import move_trailing_spaces, split_pair
+from gapmeter.models.registry import register_backend
 from gapmeter.models.scoring_path import KV_REUSE, choose_scoring_path
 from gapmeter.models.stopping import StopOnStrings, cut_at_stops
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
@@ -559,6 +560,7 @@ def rolling_windows(tokens: list[int], prefix_token: int, max_seq_len: int) -> l
     return [(ctx[: len(ctx) - (len(pred) - 1)], pred) for ctx, pred in windows]
 
 
+@register_backend("hf")
 def load_hf(args: dict[str, str], *, device: str | None, batch_size: int | str) -> HFModel:
     known = {
         "pretrained", "revision", "dtype", "max_length", "add_bos_token", "trust_remote_code", "max_batch_size",

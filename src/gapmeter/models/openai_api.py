@@ -50,6 +50,7 @@ from gapmeter.models.api_client import (
 from gapmeter.models.api_tokens import PromptTokenizer
 from gapmeter.models.base import OnDone, RequestStats, parse_bool
 from gapmeter.models.rate_limit import RateLimiter, estimate_tokens
+from gapmeter.models.registry import register_backend
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
 
 LETTERS_HINT = (
@@ -590,6 +591,7 @@ def _number(args: dict[str, str], key: str, kind: type, *, minimum: float) -> An
     return value
 
 
+@register_backend("openai")
 def load_openai(args: dict[str, str], *, device: str | None = None, batch_size: int | str = 1) -> OpenAIBackend:
     del device, batch_size  # the server decides both
     secret_keys = {k for k in args if k.lower() in ("api_key", "key", "auth_token", "token")}

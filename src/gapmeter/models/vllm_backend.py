@@ -23,6 +23,7 @@ from typing import Any
 
 from gapmeter.errors import ConfigError
 from gapmeter.models.base import OnDone, RequestStats, parse_bool
+from gapmeter.models.registry import register_backend
 from gapmeter.models.stopping import cut_at_stops
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
 
@@ -192,6 +193,7 @@ class VLLMModel:
         on_done(list(range(len(requests))), texts, stats)
 
 
+@register_backend("vllm")
 def load_vllm(args: dict[str, str], *, device: str | None, batch_size: int | str) -> VLLMModel:
     """``--model vllm --model_args pretrained=PATH,...`` (``device``/``batch_size``: vLLM's own)."""
     _import_vllm()  # the missing extra is the first thing to report
