@@ -32,7 +32,7 @@ from gapmeter.models import prefix_cache as prefix_cache_module
 from gapmeter.models.base import OnDone, RequestStats, parse_bool
 from gapmeter.models.batch_scoring import ScoredRow, score_rows
 from gapmeter.models.batching import TokenBudget, pad_right, run_in_batches, run_in_group_batches
-from gapmeter.models.pair_split import move_trailing_spaces, split_pair
+from gapmeter.models.hf_tokenize import HFTokenization
 from gapmeter.models.registry import register_backend
 from gapmeter.models.scoring_path import KV_REUSE, choose_scoring_path
 from gapmeter.models.stopping import StopOnStrings, cut_at_stops
@@ -81,7 +81,7 @@ def _resolve_device(device: str | None) -> torch.device:
         raise ConfigError(f"--device {device!r} is not a torch device") from None
 
 
-class HFModel:
+class HFModel(HFTokenization):
     """A causal LM loaded with ``AutoModelForCausalLM``."""
 
     name = "hf"
@@ -175,12 +175,6 @@ class HFModel:
             return int(tok_max)
         return DEFAULT_MAX_LENGTH
 
-    @property
-    def prefix_token_id(self) -> int:
-        if self.tokenizer.bos_token_id is not None:
-            return int(self.tokenizer.bos_token_id)
-        return int(self.tokenizer.eos_token_id)
-
     def fingerprint(self) -> str:
         """Hash of config, tokenizer files and weight files (size + head/tail bytes), and options.
 
@@ -222,58 +216,6 @@ class HFModel:
             # part of the fingerprint: a KV-reuse response is not the exact path's response
             "scoring_path": self.scoring_path,
         }
-
-    # --------------------------------------------------------- tokenising
-    def tok_encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
-        return list(self.tokenizer.encode(text, **self._encode_kwargs(text, add_special_tokens)))
-
-    def _encode_kwargs(self, text: str, add_special_tokens: bool | None) -> dict[str, bool]:
-        kwargs: dict[str, bool] = {}
-        if add_special_tokens is not None:
-            kwargs["add_special_tokens"] = add_special_tokens
-        elif self.add_bos_token is not None:
-            kwargs["add_special_tokens"] = self.add_bos_token
-        # A prompt that already starts with BOS must not get a second one.
-        if add_special_tokens is None and text.startswith(str(self.tokenizer.decode(self.prefix_token_id))):
-            kwargs["add_special_tokens"] = False
-        return kwargs
-
-    def _encode_many(self, texts: Sequence[str]) -> dict[str, list[int]]:
-        """``tok_encode`` of each distinct text, in one batched tokenizer call per option set
-        (a doc's context is shared by its choices and is encoded once)."""
-        by_kwargs: dict[tuple[tuple[str, bool], ...], list[str]] = {}
-        for text in dict.fromkeys(texts):
-            by_kwargs.setdefault(tuple(sorted(self._encode_kwargs(text, None).items())), []).append(text)
-        out: dict[str, list[int]] = {}
-        for kwargs, batch in by_kwargs.items():
-            for text, ids in zip(batch, self.tokenizer(batch, **dict(kwargs))["input_ids"], strict=True):
-                out[text] = list(ids)
-        return out
-
-    def encode_pairs(self, requests: Sequence[LoglikelihoodRequest]) -> list[tuple[list[int], list[int]]]:
-        """``encode_pair`` of every request, with the tokenizer called in batches."""
-        split: list[tuple[str, str] | None] = []
-        texts: list[str] = []
-        for r in requests:
-            if r.context == "":
-                split.append(None)
-                continue
-            context, continuation = move_trailing_spaces(r.context, r.continuation)
-            split.append((context, context + continuation))
-            texts += [context, context + continuation]
-        encoded = self._encode_many(texts)
-        pairs = []
-        for r, sp in zip(requests, split, strict=True):
-            if sp is None:
-                pairs.append(self.encode_pair(r.context, r.continuation))
-            else:
-                ctx, whole = encoded[sp[0]], encoded[sp[1]]
-                pairs.append((ctx, whole[len(ctx) :]))
-        return pairs
-
-    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Tokens of (context, continuation) exactly as lm-eval splits them."""
-        return split_pair(context, continuation, self.tok_encode, self.prefix_token_id)
 
     # ------------------------------------------------------ loglikelihood
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_done: OnDone) -> None:

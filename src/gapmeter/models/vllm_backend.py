@@ -23,6 +23,7 @@ from typing import Any
 
 from gapmeter.errors import ConfigError
 from gapmeter.models.base import OnDone, RequestStats, parse_bool
+from gapmeter.models.hf_tokenize import HFTokenization
 from gapmeter.models.registry import register_backend
 from gapmeter.models.stopping import cut_at_stops
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
@@ -38,7 +39,8 @@ def _import_vllm() -> Any:
     return vllm
 
 
-class VLLMModel:
+# HF-identical tokenisation (HFTokenization): lm-eval uses the same rules in its vllm backend.
+class VLLMModel(HFTokenization):
     name = "vllm"
 
     def __init__(
@@ -55,8 +57,6 @@ class VLLMModel:
         seed: int = 1234,
     ) -> None:
         vllm = _import_vllm()
-        from gapmeter.models.hf import HFModel
-
         self.pretrained, self.revision = pretrained, revision
         self.add_bos_token = add_bos_token
         self._vllm = vllm
@@ -68,29 +68,6 @@ class VLLMModel:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_length = int(max_length or self.llm.llm_engine.model_config.max_model_len)
         self.dtype = str(self.llm.llm_engine.model_config.dtype).replace("torch.", "")
-        # The HF backend's tokenisation helpers work on any object with these attributes.
-        self._hf = HFModel
-
-    # HF-identical tokenisation (lm-eval uses the same rules in its vllm backend)
-    @property
-    def prefix_token_id(self) -> int:
-        bos = self.tokenizer.bos_token_id
-        return int(bos if bos is not None else self.tokenizer.eos_token_id)
-
-    def tok_encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
-        return self._hf.tok_encode(self, text, add_special_tokens)  # type: ignore[arg-type]
-
-    def _encode_kwargs(self, text: str, add_special_tokens: bool | None) -> dict[str, bool]:
-        return self._hf._encode_kwargs(self, text, add_special_tokens)  # type: ignore[arg-type]
-
-    def _encode_many(self, texts: Sequence[str]) -> dict[str, list[int]]:
-        return self._hf._encode_many(self, texts)  # type: ignore[arg-type]
-
-    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        return self._hf.encode_pair(self, context, continuation)  # type: ignore[arg-type]
-
-    def encode_pairs(self, requests: Sequence[LoglikelihoodRequest]) -> list[tuple[list[int], list[int]]]:
-        return self._hf.encode_pairs(self, requests)  # type: ignore[arg-type]
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode())
