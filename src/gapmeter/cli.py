@@ -300,7 +300,7 @@ app.add_typer(selftest_app, name="selftest")
 @selftest_app.command("contamination")
 def selftest_contamination(
     output_path: Annotated[Path, typer.Option("--output_path", "--output-path")] = Path("gapmeter-selftest"),
-    preset: Annotated[str, typer.Option("--preset", help="cpu (default, minutes on 2 cores) | quick (CI) | gpu")] = "cpu",
+    preset: Annotated[str, typer.Option("--preset", help="cpu (default, minutes on 2 cores) | quick (CI) | gpu | oren (Oren's test on random orders: its false-positive rate, no training of plants)")] = "cpu",
     benchmark: Annotated[str | None, typer.Option("--benchmark", help="arc_easy (reported) | arc_challenge (tuning split)")] = None,
     seeds: Annotated[str | None, typer.Option("--seeds", help="comma list, e.g. 0,1,2")] = None,
     size: Annotated[str | None, typer.Option("--size", help="model size: tiny | small | base")] = None,
@@ -312,6 +312,21 @@ def selftest_contamination(
 
     _quiet_libraries(verbosity)
     run_selftest_command(output_path, preset=preset, benchmark=benchmark, seeds=seeds, size=size, device=device, console=console)
+
+
+@selftest_app.command("oren")
+def selftest_oren(
+    output_path: Annotated[Path, typer.Option("--output_path", "--output-path")] = Path("gapmeter-selftest-oren"),
+    seeds: Annotated[str | None, typer.Option("--seeds", help="comma list, e.g. 0,1,2")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda")] = "cpu",
+    verbosity: Annotated[str, typer.Option("--verbosity")] = "WARNING",
+) -> None:
+    """Oren's exchangeability test on random orders tested as canonical (true nulls): its rejection
+    rate at alpha 0.01/0.05/0.1 per shard size (= selftest contamination --preset oren)."""
+    from gapmeter.commands.selftest import run_selftest_command
+
+    _quiet_libraries(verbosity)
+    run_selftest_command(output_path, preset="oren", seeds=seeds, device=device, console=console)
 
 
 @selftest_app.command("merge")
