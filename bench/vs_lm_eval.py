@@ -542,8 +542,9 @@ def main() -> None:
           f"max |Δ loglikelihood| {worst:.2e}")
     if gm_kv is not None:
         n, bad, worst = compare(setup, ref, ours_kv)
-        print(f"gapmeter kv_reuse (opt-in, not lm-eval-exact) vs lm-eval: {bad} of {n} docs disagree; "
-              f"max |Δ loglikelihood| {worst:.2e}")
+        exact = "lm-eval-exact" if gm_kv.scoring_path["lm_eval_exact"] else "not lm-eval-exact"
+        print(f"gapmeter prefix_cache=true ({gm_kv.scoring_path['loglikelihood']}, {exact}) vs lm-eval: "
+              f"{bad} of {n} docs disagree; max |Δ loglikelihood| {worst:.2e}")
     tree, total = unique_tokens(gm_exact, ours)
     print(f"tokens: lm-eval feeds {total:,}; unique (prefix tree over distinct inputs) {tree:,}")
     if _cuda(args):
