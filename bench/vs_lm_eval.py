@@ -241,7 +241,6 @@ class LmEvalPhases:
         from lm_eval.models.huggingface import HFLM
 
         self.seconds: dict[str, float] = {"prompts": 0.0, "tokenize": 0.0, "scoring": 0.0, "generate": 0.0}
-        self._patches: list[tuple[Any, str, Any]] = []
         self._wrap(api_task.Task, "build_all_requests", "prompts")
         self._wrap(HFLM, "_loglikelihood_tokens", "scoring")
         self._wrap(HFLM, "loglikelihood", "tokenize", minus="scoring")
@@ -259,7 +258,6 @@ class LmEvalPhases:
             finally:
                 seconds[phase] += time.perf_counter() - t0 - ((seconds[minus] - before) if minus else 0.0)
 
-        self._patches.append((owner, name, owner.__dict__.get(name)))
         setattr(owner, name, timed)
 
     def reset(self) -> None:
@@ -310,6 +308,19 @@ def run_gm(setup: Setup, args: argparse.Namespace, work: Path, tag: str, model: 
             ),
             model=model,
         )
+    return out
+
+
+def run_gm_timed(setup: Setup, args: argparse.Namespace, work: Path, tag: str, model: Any, name: str,
+                 load_s: float, times: dict[str, list[float]], peaks: dict[str, str]) -> dict[str, RunOutcome]:
+    """One timed repetition of gapmeter on ``model`` (its load counted once), into ``times[name]``."""
+    _reset_peak(args)
+    model.phase_seconds.update(tokenize=0.0, tokenize_wait=0.0)
+    t0 = time.perf_counter()
+    out = run_gm(setup, args, work, tag, model)
+    times[name].append(time.perf_counter() - t0 + load_s)
+    peaks[name] = _peak_gib(args)
+    print(f"{name} rep {tag}: {times[name][-1]:.1f} s", flush=True)
     return out
 
 
@@ -495,21 +506,9 @@ def main() -> None:
         peaks["lm-eval 0.4.13"] = _peak_gib(args)
         lm_phases = dict(phases.seconds)
         print(f"lm-eval rep {rep}: {times['lm-eval 0.4.13'][-1]:.1f} s", flush=True)
-        _reset_peak(args)
-        gm_exact.phase_seconds.update(tokenize=0.0, tokenize_wait=0.0)
-        t0 = time.perf_counter()
-        ours = run_gm(setup, args, work, f"exact{rep}", gm_exact)
-        times["gapmeter"].append(time.perf_counter() - t0 + gm_load)
-        peaks["gapmeter"] = _peak_gib(args)
-        print(f"gapmeter rep {rep}: {times['gapmeter'][-1]:.1f} s", flush=True)
+        ours = run_gm_timed(setup, args, work, f"exact{rep}", gm_exact, "gapmeter", gm_load, times, peaks)
         if gm_kv is not None:
-            _reset_peak(args)
-            gm_kv.phase_seconds.update(tokenize=0.0, tokenize_wait=0.0)
-            t0 = time.perf_counter()
-            ours_kv = run_gm(setup, args, work, f"kv{rep}", gm_kv)
-            times["gapmeter kv_reuse"].append(time.perf_counter() - t0 + gm_load)
-            peaks["gapmeter kv_reuse"] = _peak_gib(args)
-            print(f"gapmeter kv_reuse rep {rep}: {times['gapmeter kv_reuse'][-1]:.1f} s", flush=True)
+            ours_kv = run_gm_timed(setup, args, work, f"kv{rep}", gm_kv, "gapmeter kv_reuse", gm_load, times, peaks)
 
     n_params = int(gm_exact.describe()["num_parameters"])
     info = gm_exact.describe()
@@ -542,8 +541,8 @@ def main() -> None:
           f"max |Δ loglikelihood| {worst:.2e}")
     if gm_kv is not None:
         n, bad, worst = compare(setup, ref, ours_kv)
-        exact = "lm-eval-exact" if gm_kv.scoring_path["lm_eval_exact"] else "not lm-eval-exact"
-        print(f"gapmeter prefix_cache=true ({gm_kv.scoring_path['loglikelihood']}, {exact}) vs lm-eval: "
+        path = gm_kv.scoring_path
+        print(f"gapmeter prefix_cache=true ({path['loglikelihood']}; parity: {path['lm_eval_parity']}) vs lm-eval: "
               f"{bad} of {n} docs disagree; max |Δ loglikelihood| {worst:.2e}")
     tree, total = unique_tokens(gm_exact, ours)
     print(f"tokens: lm-eval feeds {total:,}; unique (prefix tree over distinct inputs) {tree:,}")

@@ -96,24 +96,21 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_sigterm_stops_board_and_its_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "path", "children"),
+    [
+        (["board", "--db", "sqlite:///{tmp}/board.sqlite", "--port", "{port}", "--submission-processes", "1",
+          "--log-level", "WARNING"], "/", True),  # the board and its workers
+        (["serve", "--model", "echo", "--port", "{port}"], "/v1/models", False),
+    ],
+    ids=["board", "serve"],
+)
+def test_sigterm_stops_the_server_and_its_workers(tmp_path: Path, args: list[str], path: str, children: bool) -> None:
     port = free_port()
-    proc = _start(["board", "--db", f"sqlite:///{tmp_path / 'board.sqlite'}", "--port", str(port),
-                   "--submission-processes", "1", "--log-level", "WARNING"], tmp_path)
+    proc = _start([a.format(tmp=tmp_path, port=port) for a in args], tmp_path)
     try:
-        wait_until_answers(proc, f"http://127.0.0.1:{port}/")
-        assert_sigterm_ends_all(proc, expect_children=True)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
-def test_sigterm_stops_serve(tmp_path: Path) -> None:
-    port = free_port()
-    proc = _start(["serve", "--model", "echo", "--port", str(port)], tmp_path)
-    try:
-        wait_until_answers(proc, f"http://127.0.0.1:{port}/v1/models")
-        assert_sigterm_ends_all(proc, expect_children=False)
+        wait_until_answers(proc, f"http://127.0.0.1:{port}{path}")
+        assert_sigterm_ends_all(proc, expect_children=children)
     finally:
         if proc.poll() is None:
             proc.kill()
