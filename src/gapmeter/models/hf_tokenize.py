@@ -5,6 +5,7 @@ encoding of distinct texts, and the (context, continuation) split. Shared by the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from gapmeter.models.pair_split import move_trailing_spaces, split_pair
@@ -24,6 +25,11 @@ class HFTokenization:
             return int(self.tokenizer.bos_token_id)
         return int(self.tokenizer.eos_token_id)
 
+    @cached_property
+    def _prefix_text(self) -> str:
+        # decoded once: _encode_kwargs runs for every text a run tokenizes
+        return str(self.tokenizer.decode(self.prefix_token_id))
+
     def tok_encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
         return list(self.tokenizer.encode(text, **self._encode_kwargs(text, add_special_tokens)))
 
@@ -34,7 +40,7 @@ class HFTokenization:
         elif self.add_bos_token is not None:
             kwargs["add_special_tokens"] = self.add_bos_token
         # A prompt that already starts with BOS must not get a second one.
-        if add_special_tokens is None and text.startswith(str(self.tokenizer.decode(self.prefix_token_id))):
+        if add_special_tokens is None and text.startswith(self._prefix_text):
             kwargs["add_special_tokens"] = False
         return kwargs
 
