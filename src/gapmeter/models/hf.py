@@ -19,17 +19,18 @@ import inspect
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import BeforeValidator, Field
 
 from gapmeter.errors import ConfigError, GapmeterError
 from gapmeter.models import prefix_cache as prefix_cache_module
-from gapmeter.models.base import OnDone, RequestStats, parse_bool
+from gapmeter.models.base import BackendArgs, Flag, OnDone, RequestStats, auto_is_none
 from gapmeter.models.batch_scoring import ScoredRow, score_rows
 from gapmeter.models.batching import TokenBudget, pad_right, run_in_batches, run_in_group_batches
 from gapmeter.models.hf_tokenize import HFTokenization
@@ -502,27 +503,37 @@ def rolling_windows(tokens: list[int], prefix_token: int, max_seq_len: int) -> l
     return [(ctx[: len(ctx) - (len(pred) - 1)], pred) for ctx, pred in windows]
 
 
-@register_backend("hf")
-def load_hf(args: dict[str, str], *, device: str | None, batch_size: int | str) -> HFModel:
-    known = {
-        "pretrained", "revision", "dtype", "max_length", "add_bos_token", "trust_remote_code", "max_batch_size",
-        "device", "batch_size", "prefix_cache", "softmax_dtype",
-    }
-    unknown = set(args) - known
-    if unknown:
-        raise ConfigError(f"--model_args: unknown key(s) for hf: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-    if "pretrained" not in args:
-        raise ConfigError("--model_args needs pretrained=PATH for --model hf")
+class HFArgs(BackendArgs):
+    """``--model hf --model_args pretrained=PATH,...``: the keys (as lm-eval's HFLM names them)."""
+
+    backend: ClassVar[str] = "hf"
+
+    pretrained: str = Field(examples=["PATH"])
+    revision: str | None = None
+    dtype: str | None = None  # auto or a _DTYPES name (checked when the model loads)
+    max_length: int | None = None
+    add_bos_token: Flag | None = None
+    trust_remote_code: Flag = False
+    max_batch_size: int = 512
+    device: str | None = None  # overrides --device
+    batch_size: str | None = None  # overrides --batch_size
+    prefix_cache: Annotated[Flag | None, BeforeValidator(auto_is_none)] = None  # auto
+    softmax_dtype: str = "float32"
+
+
+@register_backend("hf", args=HFArgs)
+def load_hf(args: HFArgs | Mapping[str, str], *, device: str | None, batch_size: int | str) -> HFModel:
+    a = HFArgs.parse(args)
     return HFModel(
-        args["pretrained"],
-        revision=args.get("revision"),
-        dtype=args.get("dtype"),
-        device=args.get("device", device),
-        batch_size=args.get("batch_size", batch_size),
-        max_batch_size=int(args.get("max_batch_size", 512)),
-        max_length=int(args["max_length"]) if "max_length" in args else None,
-        add_bos_token=parse_bool(args.get("add_bos_token"), name="add_bos_token"),
-        trust_remote_code=bool(parse_bool(args.get("trust_remote_code"), name="trust_remote_code")),
-        prefix_cache=None if args.get("prefix_cache", "auto") == "auto" else parse_bool(args["prefix_cache"], name="prefix_cache"),
-        softmax_dtype=args.get("softmax_dtype", "float32"),
+        a.pretrained,
+        revision=a.revision,
+        dtype=a.dtype,
+        device=a.device if a.device is not None else device,
+        batch_size=a.batch_size if a.batch_size is not None else batch_size,
+        max_batch_size=a.max_batch_size,
+        max_length=a.max_length,
+        add_bos_token=a.add_bos_token,
+        trust_remote_code=a.trust_remote_code,
+        prefix_cache=a.prefix_cache,
+        softmax_dtype=a.softmax_dtype,
     )

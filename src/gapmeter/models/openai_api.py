@@ -31,13 +31,14 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from pydantic import Field
 
 from gapmeter.errors import ConfigError, GapmeterError
 from gapmeter.models.api_client import (
@@ -48,7 +49,7 @@ from gapmeter.models.api_client import (
     RetryPolicy,
 )
 from gapmeter.models.api_tokens import PromptTokenizer
-from gapmeter.models.base import OnDone, RequestStats, parse_bool
+from gapmeter.models.base import BackendArgs, Flag, OnDone, RequestStats
 from gapmeter.models.rate_limit import RateLimiter, estimate_tokens
 from gapmeter.models.registry import register_backend
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
@@ -572,82 +573,84 @@ def _run_on_new_loop(coro: Coroutine[Any, Any, None]) -> None:
 
 
 # ------------------------------------------------------------------ loading
-KNOWN_ARGS = {
-    "base_url", "model", "api", "concurrency", "num_concurrent", "rpm", "tpm", "timeout",
-    "max_retries", "backoff", "max_backoff", "api_key_env", "stream", "tokenizer",
-    "add_bos_token", "max_length", "echo_max_tokens", "seed",
-}
+_SECRET_KEYS = ("api_key", "key", "auth_token", "token")
 
 
-def _number(args: dict[str, str], key: str, kind: type, *, minimum: float) -> Any:
-    if key not in args:
-        return None
-    try:
-        value = kind(args[key])
-    except ValueError:
-        raise ConfigError(f"--model_args {key}={args[key]!r} is not a {kind.__name__}") from None
-    if value < minimum:
-        raise ConfigError(f"--model_args {key}={args[key]} must be >= {minimum}")
-    return value
+class OpenAIArgs(BackendArgs):
+    """``--model openai --model_args base_url=URL,...``; unset numbers take ``OpenAIConfig``'s defaults."""
+
+    backend: ClassVar[str] = "openai"
+
+    base_url: str = Field(examples=["http://HOST:PORT/v1"])
+    model: str | None = None  # None: the one model the server lists
+    api: Literal["completions", "chat"] = "completions"
+    concurrency: int | None = Field(None, ge=1)
+    num_concurrent: int | None = Field(None, ge=1)  # lm-eval's name for concurrency
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, ge=1e-3)
+    max_retries: int | None = Field(None, ge=0)
+    backoff: float | None = Field(None, ge=0)
+    max_backoff: float | None = Field(None, ge=0)
+    api_key_env: str | None = None  # None: OPENAI_API_KEY, if set; "none": no key at all
+    stream: Flag = True
+    tokenizer: str | None = None
+    add_bos_token: Flag | None = None
+    max_length: int | None = Field(None, ge=2)
+    echo_max_tokens: int = Field(0, ge=0, le=1)
+    seed: int | None = Field(None, ge=0)
+
+    @classmethod
+    def refuse(cls, args: Mapping[str, str]) -> None:
+        if any(k.lower() in _SECRET_KEYS for k in args):
+            raise ConfigError(
+                "do not put API keys in --model_args (they are stored with the run); set "
+                "OPENAI_API_KEY, or name another variable with api_key_env=NAME"
+            )
 
 
-@register_backend("openai")
-def load_openai(args: dict[str, str], *, device: str | None = None, batch_size: int | str = 1) -> OpenAIBackend:
+@register_backend("openai", args=OpenAIArgs)
+def load_openai(
+    args: OpenAIArgs | Mapping[str, str], *, device: str | None = None, batch_size: int | str = 1
+) -> OpenAIBackend:
     del device, batch_size  # the server decides both
-    secret_keys = {k for k in args if k.lower() in ("api_key", "key", "auth_token", "token")}
-    if secret_keys:
-        raise ConfigError(
-            "do not put API keys in --model_args (they are stored with the run); set "
-            "OPENAI_API_KEY, or name another variable with api_key_env=NAME"
-        )
-    unknown = set(args) - KNOWN_ARGS
-    if unknown:
-        raise ConfigError(
-            f"--model_args: unknown key(s) for openai: {', '.join(sorted(unknown))} "
-            f"(known: {', '.join(sorted(KNOWN_ARGS))})"
-        )
-    if "base_url" not in args:
-        raise ConfigError("--model openai needs base_url=http://HOST:PORT/v1 in --model_args")
-    base_url = normalize_base_url(args["base_url"])
-    api = args.get("api", "completions")
-    if api not in ("completions", "chat"):
-        raise ConfigError(f"--model_args api={api!r}: use completions or chat")
-    key_env = args.get("api_key_env", "OPENAI_API_KEY")
+    a = OpenAIArgs.parse(args)
+    base_url = normalize_base_url(a.base_url)
+    key_env = a.api_key_env if a.api_key_env is not None else "OPENAI_API_KEY"
     if key_env.lower() == NO_KEY_ENV:
         key_env, api_key = NO_KEY_ENV, None  # explicitly keyless: the environment is not read
     else:
         api_key = os.environ.get(key_env) or None
-    if "api_key_env" in args and api_key is None and key_env != NO_KEY_ENV:
+    if a.api_key_env is not None and api_key is None and key_env != NO_KEY_ENV:
         raise ConfigError(f"--model_args api_key_env={key_env}: the variable ${key_env} is not set")
-    concurrency = _number(args, "concurrency", int, minimum=1) or _number(args, "num_concurrent", int, minimum=1)
     defaults = OpenAIConfig(base_url="", model="")
-    model = args.get("model") or _only_served_model(base_url, api_key)
-    max_retries = _number(args, "max_retries", int, minimum=0)
+    model = a.model or _only_served_model(base_url, api_key)
     config = OpenAIConfig(
         base_url=base_url,
         model=model,
-        api=api,
-        concurrency=concurrency or defaults.concurrency,
-        rpm=_number(args, "rpm", float, minimum=1e-9),
-        tpm=_number(args, "tpm", float, minimum=1e-9),
-        timeout=_number(args, "timeout", float, minimum=1e-3) or defaults.timeout,
-        max_retries=defaults.max_retries if max_retries is None else max_retries,
-        backoff=_or(_number(args, "backoff", float, minimum=0), defaults.backoff),
-        max_backoff=_or(_number(args, "max_backoff", float, minimum=0), defaults.max_backoff),
+        api=a.api,
+        concurrency=a.concurrency or a.num_concurrent or defaults.concurrency,
+        rpm=a.rpm,
+        tpm=a.tpm,
+        timeout=a.timeout or defaults.timeout,
+        max_retries=_or(a.max_retries, defaults.max_retries),
+        backoff=_or(a.backoff, defaults.backoff),
+        max_backoff=_or(a.max_backoff, defaults.max_backoff),
         api_key_env=key_env,
-        stream=bool(_or(parse_bool(args.get("stream"), name="stream"), True)),
-        tokenizer=args.get("tokenizer") or None,
-        add_bos_token=parse_bool(args.get("add_bos_token"), name="add_bos_token"),
-        max_length=_or(_number(args, "max_length", int, minimum=2), defaults.max_length),
-        echo_max_tokens=_or(_number(args, "echo_max_tokens", int, minimum=0), 0),
-        seed=_or(_number(args, "seed", int, minimum=0), defaults.seed),
+        stream=a.stream,
+        tokenizer=a.tokenizer or None,
+        add_bos_token=a.add_bos_token,
+        max_length=_or(a.max_length, defaults.max_length),
+        echo_max_tokens=a.echo_max_tokens,
+        seed=_or(a.seed, defaults.seed),
     )
-    if config.echo_max_tokens > 1:
-        raise ConfigError("--model_args echo_max_tokens must be 0 or 1")
     return OpenAIBackend(config, api_key=api_key)
 
 
-def _or(value: Any, default: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _or(value: _T | None, default: _T) -> _T:
     return default if value is None else value
 
 

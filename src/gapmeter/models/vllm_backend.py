@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from gapmeter.errors import ConfigError
-from gapmeter.models.base import OnDone, RequestStats, parse_bool
+from gapmeter.models.base import BackendArgs, Flag, OnDone, RequestStats
 from gapmeter.models.hf_tokenize import HFTokenization
 from gapmeter.models.registry import register_backend
 from gapmeter.models.stopping import cut_at_stops
@@ -170,29 +172,38 @@ class VLLMModel(HFTokenization):
         on_done(list(range(len(requests))), texts, stats)
 
 
-@register_backend("vllm")
-def load_vllm(args: dict[str, str], *, device: str | None, batch_size: int | str) -> VLLMModel:
+class VLLMArgs(BackendArgs):
     """``--model vllm --model_args pretrained=PATH,...`` (``device``/``batch_size``: vLLM's own)."""
+
+    backend: ClassVar[str] = "vllm"
+
+    pretrained: str = Field(examples=["PATH"])
+    revision: str | None = None
+    dtype: str | None = None
+    max_length: int | None = None
+    add_bos_token: Flag | None = None
+    trust_remote_code: Flag = False
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    seed: int = 1234
+    batch_size: str | None = None  # accepted for lm-eval's command lines; vLLM batches itself
+    device: str | None = None  # likewise
+
+
+@register_backend("vllm", args=VLLMArgs)
+def load_vllm(args: VLLMArgs | Mapping[str, str], *, device: str | None, batch_size: int | str) -> VLLMModel:
     _import_vllm()  # the missing extra is the first thing to report
-    known = {
-        "pretrained", "revision", "dtype", "max_length", "add_bos_token", "trust_remote_code",
-        "gpu_memory_utilization", "tensor_parallel_size", "seed", "batch_size", "device",
-    }
-    unknown = set(args) - known
-    if unknown:
-        raise ConfigError(f"--model_args: unknown key(s) for vllm: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-    if "pretrained" not in args:
-        raise ConfigError("--model_args needs pretrained=PATH for --model vllm")
+    a = VLLMArgs.parse(args)
     if device not in (None, "auto") and not str(device).startswith("cuda"):
         raise ConfigError(f"--device {device}: the vllm backend runs on CUDA GPUs only")
     return VLLMModel(
-        args["pretrained"],
-        revision=args.get("revision"),
-        dtype=args.get("dtype"),
-        max_length=int(args["max_length"]) if "max_length" in args else None,
-        add_bos_token=parse_bool(args.get("add_bos_token"), name="add_bos_token"),
-        trust_remote_code=bool(parse_bool(args.get("trust_remote_code"), name="trust_remote_code")),
-        gpu_memory_utilization=float(args.get("gpu_memory_utilization", 0.9)),
-        tensor_parallel_size=int(args.get("tensor_parallel_size", 1)),
-        seed=int(args.get("seed", 1234)),
+        a.pretrained,
+        revision=a.revision,
+        dtype=a.dtype,
+        max_length=a.max_length,
+        add_bos_token=a.add_bos_token,
+        trust_remote_code=a.trust_remote_code,
+        gpu_memory_utilization=a.gpu_memory_utilization,
+        tensor_parallel_size=a.tensor_parallel_size,
+        seed=a.seed,
     )
