@@ -8,6 +8,7 @@ spacing or field content fails here. Malformed-input tests check one-line DataEr
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,33 @@ import pytest
 
 from gapmeter.errors import ConfigError, DataError
 from gapmeter.tasks import formats
+from gapmeter.tasks.registry import TaskRegistry
+from gapmeter.tasks.schema import LocalSource
 
 MMLU_COLUMNS = "question,A,B,C,D,answer"
 
 
-def _convert_default(benchmark: str, data_dir: Path, **variables: str) -> formats.Splits:
-    fmt, _, options = formats.DEFAULT_LAYOUT[benchmark]
-    return formats.convert(fmt, formats.local_files(benchmark, data_dir, **variables), **options)
+@functools.cache
+def _registry() -> TaskRegistry:
+    return TaskRegistry.load()
+
+
+def _layout(task: str, fmt: str) -> LocalSource:
+    """The built-in task's local source in format ``fmt``: where its YAML says the files are."""
+    layouts = [s for s in _registry().tasks[task].config.source.local_layouts() if s.format == fmt]
+    assert len(layouts) == 1, (task, fmt)
+    return layouts[0]
+
+
+def _files(layout: LocalSource, data_dir: Path) -> dict[str, Path | list[Path]]:
+    return {split: data_dir / rel if isinstance(rel, str) else [data_dir / r for r in rel]
+            for split, rel in layout.files.items()}
+
+
+def _convert_task(task: str, fmt: str, data_dir: Path) -> formats.Splits:
+    """The rows of ``task``'s standard local copy, converted as ``gapmeter run`` converts them."""
+    layout = _layout(task, fmt)
+    return formats.convert(layout.format, _files(layout, data_dir), **layout.options)
 
 
 def _arrow_bytes(rows: list[dict[str, Any]], fields: list[tuple[str, Any]]) -> int:
@@ -58,13 +79,13 @@ def test_registry_and_convert_errors(tmp_path: Path) -> None:
         formats.convert("mmlu_csv", {}, subjct="x")
     with pytest.raises(ConfigError, match="takes one file"):
         formats.convert("arc_jsonl", {"test": [tmp_path / "a", tmp_path / "b"]})
-    for fmt, files, _ in formats.DEFAULT_LAYOUT.values():
-        assert fmt in formats.FORMATS and files
+    used = {layout.format for task in _registry().tasks.values() for layout in task.config.source.local_layouts()}
+    assert used <= set(formats.FORMATS)
 
 
 def test_missing_local_file_is_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="GAPMETER_DATA_DIR"):
-        formats.convert("gsm8k_jsonl", formats.local_files("gsm8k", tmp_path))
+        formats.convert("gsm8k_jsonl", _files(_layout("gsm8k", "gsm8k_jsonl"), tmp_path))
 
 
 # --------------------------------------------------------------------------- MMLU
@@ -75,7 +96,7 @@ def test_mmlu_all_subjects(data_dir: Path) -> None:
     subjects = sorted(p.name[: -len("_test.csv")] for p in (data_dir / "mmlu/test").glob("*.csv"))
     assert len(subjects) == 57
     for subject in subjects:
-        out = _convert_default("mmlu", data_dir, subject=subject)
+        out = _convert_task(f"mmlu_{subject}", "mmlu_csv", data_dir)
         for split, rows in out.items():
             counts[split] += len(rows)
             assert all(r["subject"] == subject and 0 <= r["answer"] <= 3 for r in rows)
@@ -83,7 +104,7 @@ def test_mmlu_all_subjects(data_dir: Path) -> None:
 
 
 def test_mmlu_rows_exact(data_dir: Path) -> None:
-    out = _convert_default("mmlu", data_dir, subject="formal_logic")
+    out = _convert_task("mmlu_formal_logic", "mmlu_csv", data_dir)
     first = out["dev"][0]
     assert first == {
         # Leading space kept, as in cais/mmlu (lm-eval's template strips it).
@@ -93,9 +114,9 @@ def test_mmlu_rows_exact(data_dir: Path) -> None:
         "answer": 2,
     }
     assert list(first) == ["question", "subject", "choices", "answer"]
-    facts = _convert_default("mmlu", data_dir, subject="global_facts")["test"]
+    facts = _convert_task("mmlu_global_facts", "mmlu_csv", data_dir)["test"]
     assert facts[73]["choices"] == ["$300 ", "$1,000 ", "$10,000 ", "$30,000 "]
-    algebra = _convert_default("mmlu", data_dir, subject="abstract_algebra")["test"]
+    algebra = _convert_task("mmlu_abstract_algebra", "mmlu_csv", data_dir)["test"]
     assert algebra[0]["question"].startswith("Find the degree for the given field extension")
     assert algebra[0]["answer"] == 1  # "B"
 
@@ -142,8 +163,8 @@ def _arc_fields(stem: str) -> list[tuple[str, Any]]:
 
 
 def test_arc_real(data_dir: Path) -> None:
-    easy = _convert_default("arc_easy", data_dir)
-    challenge = _convert_default("arc_challenge", data_dir)
+    easy = _convert_task("arc_easy", "arc_jsonl", data_dir)
+    challenge = _convert_task("arc_challenge", "arc_jsonl", data_dir)
     counts = {k: len(v) for k, v in easy.items()}, {k: len(v) for k, v in challenge.items()}
     assert counts == (
         {"train": 2251, "validation": 570, "test": 2376},
@@ -210,7 +231,7 @@ def test_arc_missing_stem(tmp_path: Path) -> None:
 
 
 def test_openbookqa_real(data_dir: Path) -> None:
-    out = _convert_default("openbookqa", data_dir)
+    out = _convert_task("openbookqa", "openbookqa_jsonl", data_dir)
     assert {k: len(v) for k, v in out.items()} == {"validation": 500, "test": 500}
     assert out["validation"][0] == {
         "id": "8-376",
@@ -229,7 +250,7 @@ def test_openbookqa_real(data_dir: Path) -> None:
 
 
 def test_truthfulqa_real(data_dir: Path) -> None:
-    rows = _convert_default("truthfulqa_mc", data_dir)["validation"]
+    rows = _convert_task("truthfulqa_mc1", "truthfulqa_mc_json", data_dir)["validation"]
     assert len(rows) == 817
     first = rows[0]
     assert first["question"] == "What happens if you eat a pomegranate?"
@@ -266,7 +287,7 @@ def test_truthfulqa_bad_targets(tmp_path: Path) -> None:
 
 
 def test_piqa_real(data_dir: Path) -> None:
-    rows = _convert_default("piqa", data_dir)["validation"]
+    rows = _convert_task("piqa", "piqa_jsonl_labels", data_dir)["validation"]
     assert len(rows) == 1838
     assert rows[0]["goal"] == "How do I ready a guinea pig cage for it's new occupants?"
     assert rows[0]["label"] == 0 and isinstance(rows[0]["label"], int)
@@ -317,7 +338,7 @@ def test_piqa_bad_label(tmp_path: Path) -> None:
 
 
 def test_gsm8k_real(data_dir: Path) -> None:
-    out = _convert_default("gsm8k", data_dir)
+    out = _convert_task("gsm8k", "gsm8k_jsonl", data_dir)
     assert {k: len(v) for k, v in out.items()} == {"train": 7473, "test": 1319}
     assert out["train"][0] == {
         "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as "
@@ -361,7 +382,7 @@ AGIEVAL_HUB = {
 def test_agieval_matches_hub_sizes(task: str, data_dir: Path) -> None:
     import pyarrow as pa
 
-    rows = _convert_default(f"agieval_{task.replace('-', '_')}", data_dir)["test"]
+    rows = _convert_task(f"agieval_{task.replace('-', '_')}", "agieval_jsonl", data_dir)["test"]
     count, size = AGIEVAL_HUB[task]
     assert len(rows) == count
     fields = [
@@ -423,7 +444,7 @@ def test_agieval_errata_and_bad_label(tmp_path: Path, data_dir: Path) -> None:
 
 
 def test_hellaswag_derived_real(data_dir: Path) -> None:
-    rows = _convert_default("hellaswag", data_dir)["validation"]
+    rows = _convert_task("hellaswag", "hellaswag_llamacpp_txt", data_dir)["validation"]
     assert len(rows) == 10042
     assert rows[0] == {
         "ind": 0,
