@@ -1,5 +1,6 @@
-"""The board's O(n log n) tie-aware ranks equal ``gapmeter compare``'s Arena rule (ci_overlap),
-and the weighted re-ranking behaves as documented."""
+"""One display rank (Arena's CI-overlap rule, ``compare.ranking``): its O(n log n) form, which the
+board uses on stored intervals, equals ``rank_with_ties(method="ci_overlap")``; and the board's
+weighted re-ranking behaves as documented."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import random
 
 import pytest
 
-from gapmeter.board.ranking import Interval, Weights, ci_overlap_ranks, weighted_scores
+from gapmeter.board.weighting import Weights, weighted_scores
 from gapmeter.compare.power import critical_z
-from gapmeter.compare.ranking import Score, rank_with_ties
+from gapmeter.compare.ranking import Interval, Score, ci_overlap_ranks, rank_with_ties
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -38,3 +39,12 @@ def test_weighted_scores_minmax_and_missing_is_worst() -> None:
     both = weighted_scores(q, cost, speed, Weights(1, 1, 0))
     assert both == pytest.approx([0.5, 0.5, 0.25])
     assert weighted_scores(q, cost, speed, Weights(0, 0, 0)) == weighted_scores(q, cost, speed, Weights(1, 0, 0))
+
+
+def test_display_rule_on_scores_lower_is_better_and_no_error_bar() -> None:
+    # lower is better: 0.10 ± 1.96·0.01 lies clearly below 0.30 ± 1.96·0.01, so it ranks first
+    losses = [Score("a", 0.30, 0.01, higher_is_better=False), Score("b", 0.10, 0.01, higher_is_better=False),
+              Score("c", 0.12, 0.01, higher_is_better=False), Score("d", 0.50, None, higher_is_better=False)]
+    ranked = rank_with_ties(losses, method="ci_overlap")
+    assert [r.rank for r in ranked] == [3, 1, 1, 1]
+    assert ranked[0].better == ("b", "c") and ranked[3].better == ()  # no error bar: never declared worse

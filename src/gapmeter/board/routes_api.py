@@ -21,7 +21,6 @@ from gapmeter.board import auditlog, pagecache, private, views
 from gapmeter.board.auth import Principal, create_token, revoke_tokens
 from gapmeter.board.context import BoardContext, board, principal, require, viewer
 from gapmeter.board.names import normalize_model_name
-from gapmeter.board.ranking import Weights
 from gapmeter.board.readmodel import Snapshot, bump_generation
 from gapmeter.board.submission_store import store
 from gapmeter.board.submissions import (
@@ -31,6 +30,7 @@ from gapmeter.board.submissions import (
     validate,
     validate_upload,
 )
+from gapmeter.board.weighting import Weights
 from gapmeter.store.board_tables import (
     ROLES,
     BoardAnnotation,

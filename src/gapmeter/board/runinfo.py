@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from gapmeter.board.ranking import Interval
+from gapmeter.compare.ranking import Interval
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gapmeter.board import paired
-from gapmeter.board.ranking import Interval, Weights, ci_overlap_ranks, weighted_scores
 from gapmeter.board.readmodel import ModelSummary, RunInfo, Score, Snapshot
+from gapmeter.board.weighting import Weights, weighted_scores
+from gapmeter.compare.ranking import Interval, ci_overlap_ranks
 from gapmeter.scoring.stats import mean_ci
 from gapmeter.store.models import DocRecord, Run
 

@@ -1,12 +1,8 @@
-"""Ranks that respect uncertainty, and the user-weighted re-ranking across dimensions.
+"""The board's user-weighted re-ranking across quality, cost and speed (not a rank with ties).
 
-Tie-aware rank (as Chatbot Arena and HELM report it): a model's rank is 1 + the number of
-models that are *clearly* better, i.e. whose 95% CI lies entirely above this model's CI. Models
-whose intervals overlap share ranks. This is ``gapmeter.compare.ranking``'s ``ci_overlap`` rule
-(the display rule), applied to the intervals as stored — bootstrap CIs of F1/BLEU-like metrics
-are asymmetric, so it takes intervals, not standard errors — in O(n log n) for large boards;
-tests/board/test_ranking.py checks that both give the same ranks. ``compare`` ranks runs with
-paired tests or z (its ``rank_with_ties``): that is a test, this is a summary.
+The board's rank column is the display rank of :mod:`gapmeter.compare.ranking`
+(``ci_overlap_ranks``: 1 + the number of models whose 95% CI lies entirely above this one's), on
+the intervals as stored; this module only orders models by a composite the user weights.
 
 Weighted re-ranking follows Dynabench's Dynaboard: each dimension is scaled to [0, 1] across the
 models shown (min-max; lower-is-better dimensions are flipped), and the composite is the
@@ -16,30 +12,9 @@ worst score (0), so missing data never helps a model.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Interval:
-    value: float
-    low: float
-    high: float
-
-
-def ci_overlap_ranks(intervals: Sequence[Interval | None]) -> list[int | None]:
-    """1 + #models whose CI low bound is above this model's CI high bound (None for no score)."""
-    lows = sorted(iv.low for iv in intervals if iv is not None)
-    out: list[int | None] = []
-    for iv in intervals:
-        if iv is None:
-            out.append(None)
-            continue
-        clearly_better = len(lows) - bisect.bisect_right(lows, iv.high)
-        out.append(1 + clearly_better)
-    return out
 
 
 def minmax(values: Sequence[float | None], *, lower_is_better: bool) -> list[float]:
