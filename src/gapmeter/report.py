@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from sqlalchemy import select
 
@@ -28,9 +28,11 @@ def fmt_metric(m: MetricResult) -> tuple[str, str, str]:
 
 def print_run_summary(outcome: RunOutcome, console: Console) -> None:
     table = Table(title=f"run {outcome.run_id} — {outcome.spec.model} {outcome.spec.model_args}")
-    for col, justify in [("task", "left"), ("shots", "right"), ("metric", "left"), ("filter", "left"),
-                         ("value", "right"), ("stderr", "right"), ("95% CI", "right"), ("n", "right")]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns: list[tuple[str, JustifyMethod]] = [
+        ("task", "left"), ("shots", "right"), ("metric", "left"), ("filter", "left"),
+        ("value", "right"), ("stderr", "right"), ("95% CI", "right"), ("n", "right")]
+    for col, justify in columns:
+        table.add_column(col, justify=justify)
     for m in outcome.groups:
         v, se, ci = fmt_metric(m)
         table.add_row(f"[bold]{m.task}[/]", "", m.metric, m.filter, v, se, ci, str(m.n))

@@ -92,7 +92,7 @@ def balanced_orders(docs: Sequence[dict[str, Any]], seed: int) -> list[list[int]
             by_size.setdefault(len(o.texts), []).append(i)
     new_gold: dict[int, int] = {}
     for idxs in by_size.values():
-        golds = [opts[i].gold for i in idxs]  # type: ignore[union-attr]
+        golds = [o.gold for i in idxs if (o := opts[i]) is not None]  # every index has options
         rng.shuffle(golds)
         new_gold.update(zip(idxs, golds, strict=True))
     orders: list[list[int]] = []

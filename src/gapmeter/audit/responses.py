@@ -11,8 +11,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from gapmeter.engine.cache import ResponseCache
-from gapmeter.models.base import ModelBackend
-from gapmeter.requests import Request, request_hash
+from gapmeter.models.base import ModelBackend, RequestStats
+from gapmeter.requests import (
+    GenerateRequest,
+    LoglikelihoodRequest,
+    Request,
+    RequestKind,
+    RollingLoglikelihoodRequest,
+    request_hash,
+)
 
 
 class RequestRunner:
@@ -30,29 +37,31 @@ class RequestRunner:
         if missing and self.cache is not None:
             self._memo.update(self.cache.get_many(missing))
             missing = [h for h in missing if h not in self._memo]
-        for kind in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        kinds: tuple[RequestKind, ...] = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+        for kind in kinds:
             todo = [h for h in missing if unique[h].kind == kind]
             if todo:
                 self._compute(kind, todo, unique)
         return [self._memo[request_hash(r)] for r in requests]
 
-    def _compute(self, kind: str, hashes: list[str], unique: dict[str, Request]) -> None:
+    def _compute(self, kind: RequestKind, hashes: list[str], unique: dict[str, Request]) -> None:
         reqs = [unique[h] for h in hashes]
 
-        def on_done(positions: list[int], results: list[Any], stats: list[Any] | None = None) -> None:
-            items = [(hashes[i], kind, r) for i, r in zip(positions, results, strict=True)]
+        def on_done(positions: list[int], results: list[Any], stats: list[RequestStats] | None = None) -> None:
+            items: list[tuple[str, RequestKind, Any]] = [(hashes[i], kind, r) for i, r in zip(positions, results, strict=True)]
             if self.cache is not None:
-                self.cache.put_many(items)  # type: ignore[arg-type]
+                self.cache.put_many(items)
             for h, _, r in items:
                 self._memo[h] = r
             self.computed += len(items)
 
+        # One kind per call (``run`` groups them), so each list narrows to its request type.
         if kind == "loglikelihood":
-            self.backend.loglikelihood(reqs, on_done)  # type: ignore[arg-type]
+            self.backend.loglikelihood([r for r in reqs if isinstance(r, LoglikelihoodRequest)], on_done)
         elif kind == "loglikelihood_rolling":
-            self.backend.loglikelihood_rolling(reqs, on_done)  # type: ignore[arg-type]
+            self.backend.loglikelihood_rolling([r for r in reqs if isinstance(r, RollingLoglikelihoodRequest)], on_done)
         else:
-            self.backend.generate(reqs, on_done)  # type: ignore[arg-type]
+            self.backend.generate([r for r in reqs if isinstance(r, GenerateRequest)], on_done)
         lost = [h for h in hashes if h not in self._memo]
         if lost:
             raise RuntimeError(f"backend {self.backend.name} returned no response for {len(lost)} {kind} requests")

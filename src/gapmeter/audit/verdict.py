@@ -26,8 +26,8 @@ from gapmeter.audit.stats import Z95, diff_ci_unpaired, holm
 
 
 def apply_holm(results: list[DetectorResult]) -> None:
-    ran = [r for r in results if r.ran]
-    for r, p in zip(ran, holm([float(r.p_value) for r in ran]), strict=True):  # type: ignore[arg-type]
+    ran = [(r, r.p_value) for r in results if r.ran and r.p_value is not None]  # ran: has a p-value
+    for (r, _), p in zip(ran, holm([float(pv) for _, pv in ran]), strict=True):
         r.p_holm = p
 
 

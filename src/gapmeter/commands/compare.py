@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from gapmeter.compare.report import ComparisonReport, compare_stored
@@ -50,10 +50,12 @@ def print_comparison(report: ComparisonReport, console: Console) -> None:
     a, b = report.run_a.label, report.run_b.label
     pct = round(report.level * 100)
     table = Table(title=f"{a} vs {b}: paired differences on shared items ({pct}% CI, Holm across rows)")
-    for col, justify in [("task", "left"), ("metric", "left"), ("n", "right"), (a, "right"), (b, "right"),
-                         (f"Δ {a}−{b} [{pct}% CI]", "right"), ("p (Holm)", "right"), ("test", "left"),
-                         ("MDE 80%", "right"), ("verdict", "left")]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    columns: list[tuple[str, JustifyMethod]] = [
+        ("task", "left"), ("metric", "left"), ("n", "right"), (a, "right"), (b, "right"),
+        (f"Δ {a}−{b} [{pct}% CI]", "right"), ("p (Holm)", "right"), ("test", "left"),
+        ("MDE 80%", "right"), ("verdict", "left")]
+    for col, justify in columns:
+        table.add_column(col, justify=justify)
     for row in report.rows:
         r = row.result
         rank_a = 2 if row.verdict == "worse" else 1

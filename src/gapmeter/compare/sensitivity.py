@@ -69,11 +69,12 @@ def variant_sets(run: StoredRun) -> dict[str, dict[str, str]]:
                 sets.setdefault(pv["of"], {})[pv["format"]] = name
             continue
         leaves = run.leaves_under(name)
-        pvs = [run.tasks[leaf].config.get("prompt_variant") for leaf in leaves]
-        if leaves and all(pvs) and len({pv["format"] for pv in pvs}) == 1:  # type: ignore[index]
-            base = groups_by_leaves.get(frozenset(pv["of"] for pv in pvs))  # type: ignore[index]
+        found = [run.tasks[leaf].config.get("prompt_variant") for leaf in leaves]
+        pvs: list[dict[str, str]] = [pv for pv in found if pv]
+        if leaves and len(pvs) == len(found) and len({pv["format"] for pv in pvs}) == 1:
+            base = groups_by_leaves.get(frozenset(pv["of"] for pv in pvs))
             if base is not None:
-                sets.setdefault(base, {})[pvs[0]["format"]] = name  # type: ignore[index]
+                sets.setdefault(base, {})[pvs[0]["format"]] = name
     for base, formats in sets.items():
         if base in run.tasks:
             formats[DEFAULT_FORMAT] = base

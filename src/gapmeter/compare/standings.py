@@ -77,7 +77,9 @@ def rank_stored(runs: Sequence[StoredRun], *, metric: str | None = None, subtask
     return out
 
 
-def rank_runs(store: str | None, refs: Sequence[str | StoredRun], **options: object) -> list[Standings]:
+def rank_runs(store: str | None, refs: Sequence[str | StoredRun], *, metric: str | None = None,
+              subtasks: bool = False, alpha: float = 0.05, iters: int = DEFAULT_ITERS,
+              seed: int = DEFAULT_BOOTSTRAP_SEED) -> list[Standings]:
     """Standings of runs named by id / prefix (in ``store``) or output directory."""
     runs = [r if isinstance(r, StoredRun) else open_run(r, store) for r in refs]
-    return rank_stored(runs, **options)  # type: ignore[arg-type]
+    return rank_stored(runs, metric=metric, subtasks=subtasks, alpha=alpha, iters=iters, seed=seed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from gapmeter.efficiency.run import RunEfficiency
@@ -54,12 +54,12 @@ def _row(label: str, s: EfficiencySummary) -> list[str]:
 
 def print_efficiency(eff: RunEfficiency, console: Console) -> None:
     table = Table(title="efficiency (definitions: docs/efficiency.md)")
-    columns = [("", "left"), ("items", "right"), ("requests", "right"), ("compute", "right"),
+    columns: list[tuple[str, JustifyMethod]] = [("", "left"), ("items", "right"), ("requests", "right"), ("compute", "right"),
                ("items/s", "right"), ("latency p50/p90/p99", "right"), ("TTFT p50", "right"),
                ("tokens in/out", "right"), ("out tok/s", "right"), ("cost", "right"),
                ("$/1k items", "right"), ("score/$", "right")]
     for col, justify in columns:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify)
     table.add_row(*_row("[bold]run[/]", eff.run))
     for name, s in eff.groups.items():
         table.add_row(*_row(f"[bold]{name}[/]", s))

@@ -434,7 +434,12 @@ def _chat_delta(chunk: dict[str, Any]) -> str | None:
 
 
 def _sum_and_greedy(echo: _Echo, picked: list[int]) -> tuple[float, bool]:
-    values = [float(echo.token_logprobs[i]) for i in picked]  # type: ignore[arg-type]
+    values: list[float] = []
+    for i in picked:
+        logprob = echo.token_logprobs[i]
+        if logprob is None:  # the callers check first; this keeps the type honest
+            raise ValueError("a continuation token has no log-prob")
+        values.append(float(logprob))
     if echo.top is None:
         raise ApiFatalError("the completions endpoint returned no top_logprobs; " + LETTERS_HINT)
     greedy = True

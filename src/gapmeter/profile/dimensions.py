@@ -100,7 +100,8 @@ def run_profile_of(run: StoredRun, *, level: float = 0.95) -> RunProfile:
             continue
         k = len(scores)
         value = sum(s.value for s in scores) / k
-        se = None if any(s.stderr is None for s in scores) else math.sqrt(sum(s.stderr**2 for s in scores)) / k  # type: ignore[operator]
+        stderrs = [s.stderr for s in scores if s.stderr is not None]
+        se = math.sqrt(sum(e**2 for e in stderrs)) / k if len(stderrs) == k else None
         ci = (value - z * se, value + z * se) if se is not None else None
         dims[dim] = DimensionScore(dim, value, se, ci, sum(s.n for s in scores), scores)
     return RunProfile(run.id, run.label, dims, notes)
