@@ -210,7 +210,8 @@ def print_report(comparisons: list[SubsetComparison], console: Any) -> None:
             s = by.get(name)
             return "—" if s is None or not s.n else f"{s.mean:.4f} (n={s.n})"
 
-        diff = "—" if c.diff is None else f"{c.diff:+.4f} [{c.diff_ci95[0]:+.4f}, {c.diff_ci95[1]:+.4f}]"  # type: ignore[index]
+        ci = c.diff_ci95
+        diff = "—" if c.diff is None or ci is None else f"{c.diff:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"
         p = "—" if c.p_welch is None else f"{c.p_welch:.3g}"
         zs = ""
         if c.rule == "llama2":

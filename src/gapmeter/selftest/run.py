@@ -156,11 +156,11 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
         entry[OREN_T] = sum(t_vals) / len(t_vals) if t_vals else None
         entry["verdict"] = rate(sel, None)[0]
         entry["suspicious_or_worse"] = sum(r.verdict != "clean" for r in sel) / len(sel)
-        gains = [r for r in sel if r.true_gain is not None and r.inflation is not None]
-        if gains:
-            entry["true_gain"] = sum(r.true_gain for r in gains) / len(gains)  # type: ignore[misc]
-            entry["estimated_inflation"] = sum(r.inflation for r in gains) / len(gains)  # type: ignore[misc]
-            entry["mean_abs_error"] = sum(abs(r.inflation - r.true_gain) for r in gains) / len(gains)  # type: ignore[operator]
+        pairs = [(r.true_gain, r.inflation) for r in sel if r.true_gain is not None and r.inflation is not None]
+        if pairs:
+            entry["true_gain"] = sum(t for t, _ in pairs) / len(pairs)
+            entry["estimated_inflation"] = sum(i for _, i in pairs) / len(pairs)
+            entry["mean_abs_error"] = sum(abs(i - t) for t, i in pairs) / len(pairs)
         return entry
 
     power = []
@@ -172,7 +172,8 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
             entry = {"arm": arm, "k": k, **cell(sel)}
             gains = [r for r in sel if r.true_gain is not None and r.inflation is not None]
             if gains:
-                entry["ci_covers_truth"] = sum(r.inflation_ci[0] <= r.true_gain <= r.inflation_ci[1] for r in gains if r.inflation_ci) / len(gains)  # type: ignore[index,operator]
+                covered = [ci[0] <= t <= ci[1] for r in gains if (ci := r.inflation_ci) is not None and (t := r.true_gain) is not None]
+                entry["ci_covers_truth"] = sum(covered) / len(gains)
             power.append(entry)
     controls = {}
     for label, sel in (
