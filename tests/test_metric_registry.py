@@ -40,8 +40,8 @@ def test_an_unknown_metric_is_refused_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_a_metric_not_computed_for_the_output_type_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"task\.yaml: my_task: metric 'bleu' is not computed for output_type generate_until"):
-        _registry(tmp_path, "generate_until", "bleu")
+    with pytest.raises(ConfigError, match=r"task\.yaml: my_task: metric 'acc_norm' is not computed for output_type generate_until"):
+        _registry(tmp_path, "generate_until", "acc_norm")
     with pytest.raises(ConfigError, match="metric 'perplexity' is not computed for output_type multiple_choice"):
         _registry(tmp_path, "multiple_choice", "perplexity", extra="doc_to_choice: choices\n")
 
