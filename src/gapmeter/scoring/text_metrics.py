@@ -172,7 +172,8 @@ def regex_match(prediction: str, pattern: re.Pattern[str], *, full: bool = False
     return float(hit is not None)
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+# Thousands commas only in groups of three ("1,234", not the list "1,2"), then decimals, exponent.
+_NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def parse_number(text: str, *, pick: str = "last") -> float | None:
