@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from numbers import Integral
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import numpy as np
 
@@ -25,7 +25,6 @@ __all__ = [
     "mc2",
     "mc_pair",
     "mc_scores",
-    "passthrough",
     "resolve_gold",
     "rolling_items",
 ]
@@ -209,8 +208,3 @@ def rolling_items(loglikelihood: float, target: str, *, words: int | None = None
         "byte_perplexity": (loglikelihood, n_bytes),
         "bits_per_byte": (loglikelihood, n_bytes),
     }
-
-
-def passthrough(item: Any) -> Any:
-    """Per-doc function of metrics whose per-doc value is the raw item (e.g. perplexity)."""
-    return item

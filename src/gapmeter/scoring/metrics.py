@@ -46,7 +46,6 @@ from gapmeter.scoring.choice_metrics import (
     mc2,
     mc_pair,
     mc_scores,
-    passthrough,
     resolve_gold,
     rolling_items,
 )
@@ -78,7 +77,7 @@ __all__ = [
     "LoglikelihoodDoc", "MCScores", "MetricRegistry", "MetricSpec", "RollingDoc", "RollingItems",
     "acc_mutual_info", "aggregate", "bits_per_byte", "bleu", "chrf", "chrfpp", "count_bytes",
     "count_words", "exact_match", "exact_match_any", "f1_score", "matthews_corrcoef", "mc2",
-    "mc_pair", "mc_scores", "mean", "median", "nanmean", "passthrough", "perplexity",
+    "mc_pair", "mc_scores", "mean", "median", "nanmean", "perplexity",
     "resolve_gold", "rolling_items", "ter", "user_metric", "weighted_mean", "weighted_perplexity",
 ]
 
