@@ -40,8 +40,8 @@ def test_an_unknown_metric_is_refused_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_a_metric_not_computed_for_the_output_type_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"task\.yaml: my_task: metric 'bleu' is not computed for output_type generate_until"):
-        _registry(tmp_path, "generate_until", "bleu")
+    with pytest.raises(ConfigError, match=r"task\.yaml: my_task: metric 'acc_norm' is not computed for output_type generate_until"):
+        _registry(tmp_path, "generate_until", "acc_norm")
     with pytest.raises(ConfigError, match="metric 'perplexity' is not computed for output_type multiple_choice"):
         _registry(tmp_path, "multiple_choice", "perplexity", extra="doc_to_choice: choices\n")
 
@@ -62,3 +62,32 @@ def test_every_registered_metric_names_where_it_is_computed() -> None:
 
 def test_every_builtin_task_passes_the_check() -> None:
     assert len(TaskRegistry.load([]).tasks) > 300
+
+
+def test_acc_mutual_info_asks_for_unconditional_requests_and_scores_in_lm_eval_order(tmp_path: Path) -> None:
+    """A metric declaring ``needs_unconditional`` adds lm-eval's ("", choice) requests after the
+    conditional ones; per-doc metrics come in lm-eval's process_results order whatever the YAML's."""
+    from gapmeter.tasks.scoring import score_task
+    from gapmeter.tasks.task import Task
+
+    listing = "[{metric: acc_mutual_info}, {metric: exact_match}, {metric: acc_norm}, {metric: f1}, {metric: acc}"
+    _registry(tmp_path, "multiple_choice", "acc", extra="doc_to_choice: choices\n")
+    yaml_text = (tmp_path / "task.yaml").read_text().replace("metric_list: [{metric: acc}]", f"metric_list: {listing}]")
+    (tmp_path / "task.yaml").write_text(yaml_text)
+    entry = TaskRegistry.load([tmp_path]).tasks["my_task"]
+    task = Task(entry.config, yaml_dir=tmp_path)
+    plans = task.plan(limit=3)
+    for plan in plans:
+        choices = task.doc_to_choice(plan.doc)
+        assert len(plan.requests) == 2 * len(choices)
+        assert [(r.context, r.continuation) for r in plan.requests[len(choices):]] == [("", f" {c}") for c in choices]
+    # Conditional lls favour choice 0, unconditional ones penalise it: mutual info picks choice 1.
+    responses = [[(-1.0, True), (-2.0, False), (-3.0, False), (-4.0, False),
+                  (-0.1, False), (-5.0, False), (-5.0, False), (-5.0, False)] for _ in plans]
+    scores = score_task(task, plans, responses)
+    for plan, doc_score in zip(plans, scores, strict=True):
+        got = doc_score.metrics["none"]
+        assert list(got) == ["acc", "f1", "acc_norm", "exact_match", "acc_mutual_info"]
+        gold = plan.doc["answer"]
+        assert got["acc"] == float(gold == 0) and got["acc_mutual_info"] == float(gold == 1)
+        assert got["f1"] == (gold, 0)

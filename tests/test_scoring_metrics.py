@@ -273,11 +273,22 @@ def test_sacrebleu_aggregations_match_lm_eval() -> None:
 
 
 def test_registry_defaults_match_lm_eval() -> None:
+    """lm-eval's metric names keep lm-eval's aggregation and direction; gapmeter's own
+    (open-answer) metrics are means where higher is better."""
+    from lm_eval.api.registry import METRIC_REGISTRY
+
     inverse = {fn: name for name, fn in AGGREGATION_REGISTRY.items()}
     for name, spec in gm.METRICS.items():
+        assert spec.aggregation in gm.AGGREGATIONS
         if name == "mc2":  # not an lm-eval metric name; reported as "acc"
             assert (spec.aggregation, spec.higher_is_better) == ("mean", True)
             continue
+        if name not in METRIC_REGISTRY:
+            assert (spec.aggregation, spec.higher_is_better) == ("mean", True), name
+            assert spec.output_types == {"generate_until"}, name
+            continue
         assert inverse[get_metric_aggregation(name)] == spec.aggregation, name
         assert is_higher_better(name) == spec.higher_is_better, name
-        assert spec.aggregation in gm.AGGREGATIONS
+    # lm-eval's generation metrics are all computed for generations here too.
+    for name in ("exact_match", "bleu", "chrf", "chrf++", "ter"):
+        assert "generate_until" in gm.METRICS[name].output_types

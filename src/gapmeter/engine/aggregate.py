@@ -14,13 +14,17 @@ from gapmeter.tasks.templates import resolve_text
 
 
 def _aggregation(task: Task, metric: str) -> tuple[str, bool]:
+    """The metric's aggregation and direction: the task's resolved metric (YAML over registry
+    defaults), else, for metrics a process_results hook produced, the YAML entry or the registry's."""
+    for tm in task.metrics:
+        if tm.name == metric:
+            return tm.aggregation, tm.higher_is_better
+    spec = M.METRICS.get(metric)
     for m in task.config.metric_list:
         if m.metric == metric:
-            spec = M.METRICS.get(metric)
             agg = m.aggregation or (spec.aggregation if spec else "mean")
             hib = m.higher_is_better if m.higher_is_better is not None else (spec.higher_is_better if spec else True)
             return agg, hib
-    spec = M.METRICS.get(metric)
     return (spec.aggregation, spec.higher_is_better) if spec else ("mean", True)
 
 

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from gapmeter.scoring.metrics import AGGREGATIONS
-from gapmeter.scoring.metrics import mean as _mean
+from gapmeter.scoring.aggregations import AGGREGATIONS
+from gapmeter.scoring.aggregations import mean as _mean
 
 __all__ = [
     "ANALYTIC_STDERR",

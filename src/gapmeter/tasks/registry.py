@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gapmeter.errors import ConfigError
-from gapmeter.scoring.metrics import METRICS
 from gapmeter.tasks.schema import FamilyConfig, GroupConfig, TaskConfig
+from gapmeter.tasks.task_metrics import resolve_task_metrics
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
@@ -158,22 +158,10 @@ TEMPLATE_FIELDS = ("description", "doc_to_text", "doc_to_target", "doc_to_choice
 
 
 def _check_metrics(cfg: TaskConfig, path: Path) -> None:
-    """Every metric of the task is in the registry (``scoring.metrics.METRICS``) and computed for
-    its output type, checked when the task is registered: a task asking for ``bleu`` on
-    generations fails here, naming the file, not after the model has run. A task with a
-    ``process_results`` hook computes its own metrics: any names."""
-    if cfg.process_results:
-        return
-    for m in cfg.metric_list:
-        spec = METRICS.get(m.metric)
-        if spec is None:
-            raise ConfigError(f"{path}: {cfg.task}: unknown metric {m.metric!r}; known: {', '.join(METRICS)}")
-        if cfg.output_type not in spec.output_types:
-            which = [n for n, s in METRICS.items() if cfg.output_type in s.output_types]
-            raise ConfigError(
-                f"{path}: {cfg.task}: metric {m.metric!r} is not computed for output_type {cfg.output_type} "
-                f"(supported: {', '.join(which)}; others need a process_results hook)"
-            )
+    """The task's metrics resolve against the metric registry (``tasks/task_metrics.py``) when the
+    task is registered: a task asking for an unknown metric, one not computed for its output type,
+    or a bad metric option fails here naming the file, not after the model has run."""
+    resolve_task_metrics(cfg, path.parent, f"{path}: {cfg.task}")
 
 
 def _check_templates(cfg: TaskConfig, path: Path) -> None:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gapmeter.errors import ConfigError
-from gapmeter.scoring import metrics as M
 from gapmeter.scoring.filters import build_pipeline
+from gapmeter.scoring.registry import ChoiceDoc, GenerationDoc, LoglikelihoodDoc, RollingDoc
 from gapmeter.tasks.task import DocPlan, DocScore, Task
 
 
@@ -25,9 +25,12 @@ def _pipelines(task: Task) -> list[tuple[str, Any]]:
 
 
 def score_task(task: Task, plans: Sequence[DocPlan], responses: Sequence[list[Any]]) -> list[DocScore]:
-    """One DocScore per plan; ``responses[i]`` are the responses to ``plans[i].requests``."""
+    """One DocScore per plan; ``responses[i]`` are the responses to ``plans[i].requests``.
+
+    Every metric comes from the task's resolved metric list (``Task.metrics``, built from the
+    registry when the task loaded); only a ``process_results`` hook computes metrics of its own.
+    """
     cfg = task.config
-    metric_names = [m.metric for m in cfg.metric_list]
     if cfg.output_type == "generate_until":
         return _score_generation(task, plans, responses)
     scores = []
@@ -36,35 +39,31 @@ def score_task(task: Task, plans: Sequence[DocPlan], responses: Sequence[list[An
         if cfg.process_results:
             metrics = dict(task._hook(cfg.process_results, "process_results")(doc, resp))
             target: Any = task.doc_to_target(doc)
-        elif cfg.output_type == "multiple_choice":
-            metrics, target = _score_mc(task, doc, resp, metric_names)
-        elif cfg.output_type == "loglikelihood":
-            ll, greedy = resp[0]
-            metrics = {"acc": int(greedy), "perplexity": ll}
-            target = task.doc_to_target(doc)
-        else:  # loglikelihood_rolling
-            target = str(task.doc_to_target(doc))
-            metrics = dict(M.rolling_items(resp[0], target))
-        kept = {k: v for k, v in metrics.items() if k in metric_names or cfg.process_results}
-        scores.append(DocScore(plan.doc_id, target, list(resp), {"none": list(resp)}, {"none": kept}))
+        else:
+            doc_input, target = _doc_input(task, doc, resp)
+            metrics = {m.name: m.spec.compute(cfg.output_type, doc_input, m.options) for m in task.metrics}
+        scores.append(DocScore(plan.doc_id, target, list(resp), {"none": list(resp)}, {"none": metrics}))
     return scores
 
 
-def _score_mc(task: Task, doc: dict[str, Any], resp: list[Any], names: list[str]) -> tuple[dict[str, Any], Any]:
+def _doc_input(task: Task, doc: dict[str, Any], resp: list[Any]) -> tuple[Any, Any]:
+    """What the output type's metrics receive for one doc, and the doc's logged target."""
     cfg = task.config
-    choices = task.doc_to_choice(doc)
-    lls = [float(r[0]) for r in resp]
-    greedy = [bool(r[1]) for r in resp]
-    gold = task.doc_to_text(doc) if cfg.multiple_input else task.doc_to_target(doc)
-    unconditional = None
-    if "acc_mutual_info" in names:
-        unconditional, lls, greedy = lls[len(choices) :], lls[: len(choices)], greedy[: len(choices)]
-    out: dict[str, Any] = dict(M.mc_scores(lls, greedy, choices, gold, unconditional_lls=unconditional))
-    if "f1" in names or "mcc" in names:
-        pair = M.mc_pair(lls, choices, gold)
-        out["f1"] = pair
-        out["mcc"] = pair
-    return out, gold
+    if cfg.output_type == "multiple_choice":
+        choices = task.doc_to_choice(doc)
+        lls = [float(r[0]) for r in resp]
+        greedy = [bool(r[1]) for r in resp]
+        gold = task.doc_to_text(doc) if cfg.multiple_input else task.doc_to_target(doc)
+        unconditional = None
+        if task.needs_unconditional:  # the ("", choice) requests come after the conditional ones
+            unconditional, lls, greedy = lls[len(choices) :], lls[: len(choices)], greedy[: len(choices)]
+        return ChoiceDoc(lls, greedy, choices, gold, unconditional), gold
+    if cfg.output_type == "loglikelihood":
+        ll, greedy_hit = resp[0]
+        target = task.doc_to_target(doc)
+        return LoglikelihoodDoc(ll, bool(greedy_hit), target), target
+    target = str(task.doc_to_target(doc))  # loglikelihood_rolling
+    return RollingDoc(resp[0], target), target
 
 
 def _score_generation(task: Task, plans: Sequence[DocPlan], responses: Sequence[list[Any]]) -> list[DocScore]:
@@ -72,23 +71,21 @@ def _score_generation(task: Task, plans: Sequence[DocPlan], responses: Sequence[
     docs = [p.doc for p in plans]
     pipelines = _pipelines(task)
     filtered = {name: pipe.apply([list(r) for r in responses], docs) for name, pipe in pipelines}
+    hook = task._hook(cfg.process_results, "process_results") if cfg.process_results else None
     scores = []
     for i, plan in enumerate(plans):
         gold = task.doc_to_target(plan.doc)
         if cfg.doc_to_choice is not None:
             gold = task.doc_to_choice(plan.doc)[gold]
+        references = tuple(str(g) for g in gold) if isinstance(gold, list) else (str(gold),)
         per_filter: dict[str, dict[str, Any]] = {}
         for name, _ in pipelines:
             pred = filtered[name][i]
-            result: dict[str, Any] = {}
-            for m in cfg.metric_list:
-                if m.metric != "exact_match":
-                    raise ConfigError(f"task {task.name}: generation metric {m.metric!r} is not supported yet")
-                if isinstance(gold, list):
-                    result[m.metric] = M.exact_match_any(str(pred), [str(g) for g in gold], **m.kwargs)
-                else:
-                    result[m.metric] = M.exact_match(str(pred), str(gold), **m.kwargs)
-            per_filter[name] = result
+            if hook is not None:
+                per_filter[name] = dict(hook(plan.doc, [pred]))
+                continue
+            doc_input = GenerationDoc(str(pred), references, isinstance(gold, list), plan.doc)
+            per_filter[name] = {m.name: m.spec.compute("generate_until", doc_input, m.options) for m in task.metrics}
         scores.append(
             DocScore(plan.doc_id, gold, list(responses[i]), {n: filtered[n][i] for n, _ in pipelines}, per_filter)
         )

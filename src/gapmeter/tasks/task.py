@@ -26,6 +26,7 @@ from gapmeter.tasks.data import load_splits
 from gapmeter.tasks.fewshot import DEFAULT_FEWSHOT_SEED, FewShotSampler
 from gapmeter.tasks.hooks import resolve_hook
 from gapmeter.tasks.schema import HookRef, TaskConfig
+from gapmeter.tasks.task_metrics import TaskMetric, resolve_task_metrics
 from gapmeter.tasks.templates import parse_literal, resolve_text
 
 
@@ -107,6 +108,16 @@ class Task:
             return []
         hook = self.config.fewshot.process_docs or self.config.process_docs
         return self._process(self._split(split), hook)
+
+    @cached_property
+    def metrics(self) -> list[TaskMetric]:
+        """The task's metrics resolved against the registry (empty with a process_results hook)."""
+        return resolve_task_metrics(self.config, self.yaml_dir, f"task {self.name}")
+
+    @property
+    def needs_unconditional(self) -> bool:
+        """A metric (acc_mutual_info) scores choices against their ``("", choice)`` loglikelihoods."""
+        return self.config.output_type == "multiple_choice" and any(m.spec.needs_unconditional for m in self.metrics)
 
     # ---------------------------------------------------------- doc fields
     def _hook(self, spec: str, what: str) -> Callable[..., Any]:
@@ -258,10 +269,11 @@ class Task:
                 cont = f"{c.target_delimiter}{self.doc_to_target(doc)}"
                 return [LoglikelihoodRequest(context, cont) for context in ctx]
             assert isinstance(ctx, str)
-            return [
-                LoglikelihoodRequest(ctx, f"{c.target_delimiter}{choice}")
-                for choice in self.doc_to_choice(doc)
-            ]
+            choices = self.doc_to_choice(doc)
+            requests: list[Request] = [LoglikelihoodRequest(ctx, f"{c.target_delimiter}{ch}") for ch in choices]
+            if self.needs_unconditional:  # lm-eval appends them after the conditional ones
+                requests += [LoglikelihoodRequest("", f"{c.target_delimiter}{ch}") for ch in choices]
+            return requests
         assert isinstance(ctx, str)
         if c.output_type == "loglikelihood":
             return [LoglikelihoodRequest(ctx, str(self.doc_to_target(doc)))]
