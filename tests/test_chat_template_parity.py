@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +22,13 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
+from support.chat_models import CHATML, SYSTEM, chat_model_dir, local_docs  # noqa: E402, F401
 from support.lm_eval_ref import LmEvalResult, run_lm_eval  # noqa: E402
 
 from gapmeter.engine.evaluate import RunOutcome, evaluate  # noqa: E402
 from gapmeter.spec import RunSpec  # noqa: E402
-from gapmeter.tasks import formats  # noqa: E402
-from gapmeter.tasks.registry import TaskRegistry  # noqa: E402
 
 LL_TOL = 1e-4
-CHATML = (
-    "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SYSTEM = "You are a careful assistant. Answer briefly."
 
 
 @dataclass(frozen=True)
@@ -59,18 +52,6 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="session")
-def chat_model_dir(llama_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import AutoTokenizer
-
-    out = tmp_path_factory.mktemp("chat_llama") / "model"
-    shutil.copytree(llama_model_dir, out)
-    tok = AutoTokenizer.from_pretrained(str(out))
-    tok.chat_template = CHATML
-    tok.save_pretrained(str(out))
-    return out
-
-
 @dataclass
 class Pair:
     ref: LmEvalResult
@@ -82,26 +63,17 @@ class Pair:
 _CACHE: dict[str, Pair] = {}
 
 
-def _docs(task: str, data_dir: Path, limit: int) -> dict[str, list[dict[str, Any]]]:
-    cfg = TaskRegistry.load().tasks[task].config
-    layout = cfg.source.local_layouts()[0]
-    files: dict[str, Path | list[Path]] = {
-        split: data_dir / rel if isinstance(rel, str) else [data_dir / r for r in rel]
-        for split, rel in layout.files.items()
-    }
-    docs = formats.convert(layout.format, files, **layout.options)
-    return {s: (rows[:limit] if s == cfg.eval_split else rows) for s, rows in docs.items()}
-
-
 @pytest.fixture(scope="module")
-def run_pair(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, chat_model_dir: Path) -> Callable[[str], Pair]:
+def run_pair(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path, chat_model_dir: Path  # noqa: F811
+) -> Callable[[str], Pair]:
     def get(case_id: str) -> Pair:
         if case_id in _CACHE:
             return _CACHE[case_id]
         case = CASES[case_id]
         work = tmp_path_factory.mktemp(f"chat_{case_id}")
         ref = run_lm_eval(
-            chat_model_dir, case.task, _docs(case.task, data_dir, case.limit),
+            chat_model_dir, case.task, local_docs(case.task, data_dir, case.limit),
             num_fewshot=case.shots, limit=case.limit, work_dir=work / "lm_eval",
             gen_kwargs=case.gen_kwargs,
             chat={"apply_chat_template": case.chat, "fewshot_as_multiturn": case.multiturn,
