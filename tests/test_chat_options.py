@@ -4,12 +4,15 @@ parses it, ``--fewshot_as_multiturn``'s rule, template selection, and the CLI's 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.chat_models import CHATML, chat_model_dir  # noqa: F401
 
 from gapmeter.cli import optional_values
 from gapmeter.errors import ConfigError
@@ -137,3 +140,46 @@ def test_cli_model_without_template_is_one_line(llama_model_dir: Path, data_dir:
     assert "has no chat template" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_cli_options_reach_the_run(chat_model_dir: Path, data_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "out"
+    done = _gapmeter("run", "--model_args", f"pretrained={chat_model_dir},dtype=float32", "--tasks", "gsm8k",
+                     "--limit", "1", "--num_fewshot", "1", "--device", "cpu", "--data_dir", str(data_dir),
+                     "--output_path", str(out), "--apply_chat_template", "--fewshot_as_multiturn", "false",
+                     "--system_instruction", "Be brief.", "--gen_kwargs", "max_gen_toks=4,until=['\\n\\n']",
+                     "--log_samples")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["chat_template"] == CHATML
+    assert results["fewshot_as_multiturn"] is False
+    assert results["system_instruction"] == "Be brief."
+    assert results["system_instruction_sha"] == hashlib.sha256(b"Be brief.").hexdigest()
+    assert results["config"]["gen_kwargs"] == {"max_gen_toks": 4, "until": ["\n\n"]}
+    # the samples file's layout is not this test's subject: find the prompt and kwargs anywhere in it
+    sample = json.loads(next(out.rglob("samples_gsm8k*.jsonl")).read_text().splitlines()[0])
+    strings, dicts = _walk(sample["arguments"])
+    (context,) = [s for s in strings if s.startswith("<s>")]
+    (kwargs,) = [d for d in dicts if "max_gen_toks" in d]
+    assert context.startswith("<s><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
+    assert context.count("<|im_start|>user") == 1  # one shot, collapsed into the user turn
+    assert kwargs["max_gen_toks"] == 4 and kwargs["until"] == ["\n\n"]
+
+
+def _walk(value: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    strings: list[str] = []
+    dicts: list[dict[str, Any]] = []
+    if isinstance(value, str):
+        strings.append(value)
+    elif isinstance(value, dict):
+        dicts.append(value)
+        for v in value.values():
+            s, d = _walk(v)
+            strings += s
+            dicts += d
+    elif isinstance(value, list | tuple):
+        for v in value:
+            s, d = _walk(v)
+            strings += s
+            dicts += d
+    return strings, dicts
