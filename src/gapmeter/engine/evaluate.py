@@ -21,6 +21,7 @@ from gapmeter.errors import ConfigError, GapmeterError
 from gapmeter.models.base import ModelBackend, RequestStats, parse_model_args
 from gapmeter.models.chat_template import ChatTemplate
 from gapmeter.models.registry import check_backend, load_model
+from gapmeter.notices import notice
 from gapmeter.outcomes import RunOutcome, TaskOutcome
 from gapmeter.requests import (
     GenerateRequest,
@@ -144,6 +145,11 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
 def _prompt_format(spec: RunSpec, model: ModelBackend | None) -> tuple[PromptFormat | None, str | None]:
     """``--system_instruction`` / ``--apply_chat_template`` as the tasks take them, and the chat
     template results.json records (lm-eval's ``chat_template``)."""
+    pretrained = parse_model_args(spec.model_args).get("pretrained", "")
+    if not spec.apply_chat_template and any(kw in pretrained.lower() for kw in ("inst", "chat")):
+        # lm-eval's warning (it looks at all of model_args; the model's name is what it means)
+        notice(f"pretrained={pretrained} looks like an instruct or chat model but no chat template "
+               "is applied; lm-eval recommends --apply_chat_template (and --fewshot_as_multiturn)")
     if not spec.formats_prompts:
         return None, None
     if not spec.apply_chat_template:
