@@ -42,11 +42,28 @@ class Case:
     gen_kwargs: dict[str, Any] | None = None
 
 
+# Winogrande has no files here: a few hand-made hub-schema docs (multiple-input: one context per
+# option, the shared continuation scored).
+_WG = [
+    ("The trophy didn't fit into the suitcase because the _ was too large.", "trophy", "suitcase", "1"),
+    ("Sarah lent Maria her bike because _ needed it for school.", "Sarah", "Maria", "2"),
+    ("The cat chased the mouse until _ hid under the couch.", "cat", "mouse", "2"),
+    ("Tom poured water from the jug into the cup until the _ was full.", "jug", "cup", "2"),
+    ("The lawyer asked the witness a question, but _ was reluctant to answer.", "lawyer", "witness", "2"),
+    ("Anna thanked Beth for the gift because _ was kind to her.", "Anna", "Beth", "2"),
+]
+WINOGRANDE = {
+    "train": [{"sentence": s, "option1": a, "option2": b, "answer": ans} for s, a, b, ans in _WG[:3]],
+    "validation": [{"sentence": s, "option1": a, "option2": b, "answer": ans} for s, a, b, ans in _WG[3:]],
+}
+
 CASES = {
     "arc-0shot-chat-system": Case("arc_easy", 0, 5, True, True, SYSTEM),
     "arc-3shot-multiturn": Case("arc_easy", 3, 5, True, True, None),
     "arc-3shot-singleturn-system": Case("arc_easy", 3, 5, True, False, SYSTEM),
     "arc-2shot-system-no-template": Case("arc_easy", 2, 4, False, False, SYSTEM),
+    "winogrande-2shot-multiturn": Case("winogrande", 2, 3, True, True, None),
+    "winogrande-2shot-singleturn-system": Case("winogrande", 2, 3, True, False, SYSTEM),
     "gsm8k-2shot-multiturn-system": Case("gsm8k", 2, 2, True, True, SYSTEM, {"max_gen_toks": 12}),
     "gsm8k-0shot-chat-genkwargs": Case("gsm8k", 0, 2, True, True, None, {"max_gen_toks": 10, "until": ["\n"]}),
 }
@@ -72,8 +89,12 @@ def run_pair(
             return _CACHE[case_id]
         case = CASES[case_id]
         work = tmp_path_factory.mktemp(f"chat_{case_id}")
+        if case.task == "winogrande":
+            docs, gm_data = WINOGRANDE, _write_docs(WINOGRANDE, work / "data" / "winogrande")
+        else:
+            docs, gm_data = local_docs(case.task, data_dir, case.limit), data_dir
         ref = run_lm_eval(
-            chat_model_dir, case.task, local_docs(case.task, data_dir, case.limit),
+            chat_model_dir, case.task, docs,
             num_fewshot=case.shots, limit=case.limit, work_dir=work / "lm_eval",
             gen_kwargs=case.gen_kwargs,
             chat={"apply_chat_template": case.chat, "fewshot_as_multiturn": case.multiturn,
@@ -81,7 +102,7 @@ def run_pair(
         )
         ours = evaluate(RunSpec(
             model="hf", model_args=f"pretrained={chat_model_dir},dtype=float32", tasks=(case.task,),
-            num_fewshot=case.shots, limit=case.limit, batch_size="1", device="cpu", data_dir=data_dir,
+            num_fewshot=case.shots, limit=case.limit, batch_size="1", device="cpu", data_dir=gm_data,
             db=f"sqlite:///{work}/g.sqlite", output_path=work / "out",
             apply_chat_template=case.chat, fewshot_as_multiturn=case.multiturn if case.chat else None,
             system_instruction=case.system, gen_kwargs=dict(case.gen_kwargs or {}),
@@ -91,6 +112,13 @@ def run_pair(
         return _CACHE[case_id]
 
     return get
+
+
+def _write_docs(docs: dict[str, list[dict[str, Any]]], task_dir: Path) -> Path:
+    task_dir.mkdir(parents=True, exist_ok=True)
+    for split, rows in docs.items():
+        (task_dir / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return task_dir.parent
 
 
 def _ref_by_doc(pair: Pair) -> dict[int, dict[str, Any]]:
