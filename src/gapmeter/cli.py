@@ -66,7 +66,7 @@ def run(
     apply_chat_template: Annotated[str | None, typer.Option("--apply_chat_template", "--apply-chat-template", metavar="[NAME]", help="render prompts with the tokenizer's chat template (NAME: one of its named templates); as lm-eval")] = None,
     fewshot_as_multiturn: Annotated[str | None, typer.Option("--fewshot_as_multiturn", "--fewshot-as-multiturn", metavar="[BOOL]", help="few-shot examples as user/assistant turns (default: on with --apply_chat_template; 'false' turns it off)")] = None,
     system_instruction: Annotated[str | None, typer.Option("--system_instruction", "--system-instruction", help="system message (plain text before the prompt without a chat template)")] = None,
-    gen_kwargs: Annotated[list[str] | None, typer.Option("--gen_kwargs", "--gen-kwargs", help="k=v,k=v (or JSON) over generate tasks' generation_kwargs; repeatable")] = None,
+    gen_kwargs: Annotated[list[str] | None, typer.Option("--gen_kwargs", "--gen-kwargs", metavar="K=V,...", help="k=v,k=v (or JSON) over generate tasks' generation_kwargs; repeatable")] = None,
     verbosity: Annotated[str, typer.Option("--verbosity", help="DEBUG | INFO | WARNING | ERROR")] = "WARNING",
 ) -> None:
     """Evaluate a model on tasks; results go to OUTPUT_PATH and the store. Re-running resumes."""
