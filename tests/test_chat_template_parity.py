@@ -64,6 +64,9 @@ CASES = {
     "arc-2shot-system-no-template": Case("arc_easy", 2, 4, False, False, SYSTEM),
     "winogrande-2shot-multiturn": Case("winogrande", 2, 3, True, True, None),
     "winogrande-2shot-singleturn-system": Case("winogrande", 2, 3, True, False, SYSTEM),
+    # MMLU's description ("The following are ... about anatomy.\n\n") joins the system message
+    "mmlu-1shot-system-no-template": Case("mmlu_anatomy", 1, 3, False, False, SYSTEM),
+    "mmlu-1shot-singleturn-system": Case("mmlu_anatomy", 1, 3, True, False, SYSTEM),
     "gsm8k-2shot-multiturn-system": Case("gsm8k", 2, 2, True, True, SYSTEM, {"max_gen_toks": 12}),
     "gsm8k-0shot-chat-genkwargs": Case("gsm8k", 0, 2, True, True, None, {"max_gen_toks": 10, "until": ["\n"]}),
 }
