@@ -183,3 +183,18 @@ def _walk(value: Any) -> tuple[list[str], list[dict[str, Any]]]:
             strings += s
             dicts += d
     return strings, dicts
+
+
+def test_gen_kwargs_override_generation_tasks_only(data_dir: Path) -> None:
+    from gapmeter.engine.plan import resolve_tasks
+    from gapmeter.tasks.registry import TaskRegistry
+
+    leaves = resolve_tasks(TaskRegistry.load(), ["gsm8k", "arc_easy"], num_fewshot=0, data_dir=data_dir).leaves
+    gsm8k, arc = leaves["gsm8k"].task, leaves["arc_easy"].task
+    plain = gsm8k.plan(num_fewshot=0, limit=1)[0].requests[0]
+    req = gsm8k.plan(num_fewshot=0, limit=1, gen_kwargs={"until": "Q:", "temperature": 0.5, "top_p": 0.9})[0].requests[0]
+    assert req.context == plain.context
+    assert req.args()[1] == {**plain.args()[1], "until": ["Q:"], "temperature": 0.5, "top_p": 0.9}
+    assert arc.plan(num_fewshot=0, limit=1, gen_kwargs={"max_gen_toks": 3}) == arc.plan(num_fewshot=0, limit=1)
+    with pytest.raises(ConfigError, match="--gen_kwargs max_gen_toks"):
+        gsm8k.plan(num_fewshot=0, limit=1, gen_kwargs={"max_gen_toks": "many"})
