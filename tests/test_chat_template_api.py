@@ -26,7 +26,7 @@ from support.lm_eval_ref import write_local_task_yaml  # noqa: E402
 
 from gapmeter.engine.evaluate import evaluate  # noqa: E402
 from gapmeter.errors import ConfigError  # noqa: E402
-from gapmeter.serve.models import EchoServed  # noqa: E402
+from gapmeter.serve.models import EchoServed, HFServed  # noqa: E402
 from gapmeter.spec import RunSpec  # noqa: E402
 
 
@@ -40,6 +40,23 @@ class RecordingEcho(EchoServed):
     def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
         self.received.append(copy.deepcopy(messages))
         return super().chat_prompt(messages)
+
+
+class RecordingHF(HFServed):
+    """The hf model served, keeping the prompts that arrived as text and as token ids."""
+
+    def __init__(self, base: HFServed) -> None:
+        super().__init__(base.hf, base.name)
+        self.texts: list[str] = []
+        self.id_prompts: list[list[int]] = []
+
+    def encode(self, text: str) -> tuple[list[int], list[int]]:
+        self.texts.append(text)
+        return super().encode(text)
+
+    def token_strings(self, ids: list[int]) -> list[str]:
+        self.id_prompts.append(list(ids))
+        return super().token_strings(ids)
 
 
 def _spec(model_args: str, task: str, shots: int, limit: int, work: Path, data_dir: Path, **kw: Any) -> RunSpec:
@@ -104,3 +121,24 @@ def test_completions_without_tokenizer_say_what_to_add(data_dir: Path, tmp_path:
         evaluate(_spec(f"base_url={server.url},model=echo,api=completions", "arc_easy", 0, 1, tmp_path, data_dir,
                        apply_chat_template=True, fewshot_as_multiturn=True))
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_completions_generate_from_the_rendered_prompt_like_hf(chat_model_dir: Path, data_dir: Path,  # noqa: F811
+                                                              tmp_path: Path) -> None:
+    options = {"apply_chat_template": True, "fewshot_as_multiturn": True, "system_instruction": SYSTEM,
+               "gen_kwargs": {"max_gen_toks": 8}}
+    ref = evaluate(_spec(f"pretrained={chat_model_dir},dtype=float32", "gsm8k", 1, 2, tmp_path / "hf",
+                         data_dir, **options))
+    served = RecordingHF(hf_served(chat_model_dir))
+    with serving(served) as server:
+        got = evaluate(_spec(f"base_url={server.url},model=tiny,api=completions,tokenizer={chat_model_dir}",
+                             "gsm8k", 1, 2, tmp_path / "api", data_dir, **options))
+    assert [p.requests for p in got.tasks["gsm8k"].plans] == [p.requests for p in ref.tasks["gsm8k"].plans]
+    # token ids went out, as lm-eval's local-completions sends them: the template's BOS and no
+    # other (a server adding BOS to a text prompt would double it)
+    assert served.texts == []
+    bos = served.tokenizer.bos_token_id
+    prompts = [ids for ids in served.id_prompts if len(ids) > 1]  # not the generated tokens' decoding
+    assert len(prompts) == 2
+    assert all(ids[0] == bos and ids[1] != bos for ids in prompts)
+    assert [s.responses for s in got.tasks["gsm8k"].scores] == [s.responses for s in ref.tasks["gsm8k"].scores]

@@ -148,6 +148,7 @@ class OpenAIBackend:
         self._api_key = api_key
         self._tokenizer: PromptTokenizer | None = None
         self._chat_messages = False  # prompts are JSON chat messages (--apply_chat_template, api=chat)
+        self._chat_rendered = False  # prompts were rendered here with tokenizer='s chat template
         if config.tokenizer:
             self._tokenizer = PromptTokenizer(config.tokenizer, add_bos_token=config.add_bos_token)
 
@@ -188,6 +189,7 @@ class OpenAIBackend:
                 "--apply_chat_template with api=completions renders the chat on the client: add "
                 "tokenizer=PATH_OR_HUB_ID to --model_args (or use api=chat to let the server apply it)"
             )
+        self._chat_rendered = True
         return hf_chat_template(self._tokenizer.tokenizer, name, where=f"tokenizer={self.config.tokenizer}",
                                 retry_without_system=False)
 
@@ -372,6 +374,13 @@ class OpenAIBackend:
         if c.api == "chat":
             payload["messages"] = self._chat(req.context)
             path = "chat/completions"
+        elif self._chat_rendered and self._tokenizer is not None:
+            # A rendered chat usually starts with the BOS text: sent as text, a server that adds
+            # BOS would double it. lm-eval's local-completions sends token ids, the template's
+            # BOS included, adding none (add_bos_token, default False).
+            tok = self._tokenizer.tokenizer
+            payload["prompt"] = list(tok(req.context, add_special_tokens=bool(c.add_bos_token))["input_ids"])
+            path = "completions"
         else:
             payload["prompt"] = req.context
             path = "completions"
