@@ -63,12 +63,23 @@ def run(
     prices: Annotated[Path | None, typer.Option("--prices", help="price table YAML over the built-in one (default: GAPMETER_PRICES)")] = None,
     prompt_variants: Annotated[bool, typer.Option("--prompt_variants", "--prompt-variants", help="also run every built-in prompt format of the tasks; report the spread")] = False,
     subsets: Annotated[Path | None, typer.Option("--subsets", help="subsets.jsonl from `gapmeter decontaminate`: scores on clean vs dirty docs with a significance test")] = None,
+    apply_chat_template: Annotated[str | None, typer.Option("--apply_chat_template", "--apply-chat-template", metavar="[NAME]", help="render prompts with the tokenizer's chat template (NAME: one of its named templates); as lm-eval")] = None,
+    fewshot_as_multiturn: Annotated[str | None, typer.Option("--fewshot_as_multiturn", "--fewshot-as-multiturn", metavar="[BOOL]", help="few-shot examples as user/assistant turns (default: on with --apply_chat_template; 'false' turns it off)")] = None,
+    system_instruction: Annotated[str | None, typer.Option("--system_instruction", "--system-instruction", help="system message (plain text before the prompt without a chat template)")] = None,
+    gen_kwargs: Annotated[list[str] | None, typer.Option("--gen_kwargs", "--gen-kwargs", metavar="K=V,...", help="k=v,k=v (or JSON) over generate tasks' generation_kwargs; repeatable")] = None,
     verbosity: Annotated[str, typer.Option("--verbosity", help="DEBUG | INFO | WARNING | ERROR")] = "WARNING",
 ) -> None:
     """Evaluate a model on tasks; results go to OUTPUT_PATH and the store. Re-running resumes."""
+    from gapmeter.spec import parse_gen_kwargs, resolve_fewshot_as_multiturn
+
     names = tuple(t.strip() for t in tasks.split(",") if t.strip())
     if not names:
         raise GapmeterError("--tasks is required (see `gapmeter tasks`)")
+    # lm-eval's values: a bare --apply_chat_template is True, else the template's name
+    chat: bool | str = False if apply_chat_template is None else (apply_chat_template or True)
+    multiturn = resolve_fewshot_as_multiturn(
+        chat, None if fewshot_as_multiturn is None else fewshot_as_multiturn.lower() in ("true", "1", "yes"))
+    parsed_gen_kwargs = parse_gen_kwargs(gen_kwargs)
     check_model_source(model, model_args)  # before torch is imported: a wrong path fails in a second
 
     from gapmeter.commands.run import run_evaluation
@@ -79,7 +90,8 @@ def run(
         batch_size=batch_size, device=device, output_path=output_path, log_samples=log_samples,
         data_dir=data_dir, seed=seed, include_path=include_path, db=db, bootstrap_iters=bootstrap_iters,
         gpu_hour_cost=gpu_hour_cost, prices=prices, prompt_variants=prompt_variants, subsets=subsets,
-        progress=verbosity.upper() != "ERROR", console=console,
+        progress=verbosity.upper() != "ERROR", console=console, apply_chat_template=chat,
+        fewshot_as_multiturn=multiturn, system_instruction=system_instruction, gen_kwargs=parsed_gen_kwargs,
     )
 
 
@@ -393,13 +405,31 @@ def _help_style() -> None:
         typer_app.rich_markup_mode = None
 
 
+# `run` options whose value lm-eval makes optional (argparse nargs="?"): given bare, their const.
+OPTIONAL_VALUES = {"--apply_chat_template": "", "--apply-chat-template": "",
+                   "--fewshot_as_multiturn": "true", "--fewshot-as-multiturn": "true"}
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """``--apply_chat_template`` with no value (end of line, or another option next) becomes
+    ``--apply_chat_template=`` (click has no optional option values)."""
+    if not args or args[0] != "run":
+        return args
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg in OPTIONAL_VALUES and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            arg = f"{arg}={OPTIONAL_VALUES[arg]}"
+        out.append(arg)
+    return out
+
+
 def main() -> None:
     from gapmeter.lifecycle import TERM_EXIT_CODE, exit_on_sigterm, stop_children
 
     _help_style()
     exit_on_sigterm()
     try:
-        app(standalone_mode=False)
+        app(args=optional_values(sys.argv[1:]), standalone_mode=False)
     except SystemExit as stop:
         if stop.code == TERM_EXIT_CODE:  # SIGTERM: leave no worker process behind
             stop_children()

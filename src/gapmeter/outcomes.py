@@ -106,3 +106,5 @@ class RunOutcome:
     output_path: Path | None
     timings: dict[str, float] = field(default_factory=dict)
     efficiency: EfficiencyReport | None = None
+    # the chat template the prompts were rendered with (--apply_chat_template; "" when a server applied it)
+    chat_template: str | None = None

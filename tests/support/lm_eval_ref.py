@@ -421,9 +421,19 @@ def _evaluate(
     device: str,
     bootstrap_iters: int,
     lm: Any = None,
+    chat: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     import lm_eval
     from lm_eval.tasks import TaskManager
+
+    # ``chat``: simple_evaluate's apply_chat_template / fewshot_as_multiturn / system_instruction,
+    # with an EvaluationTracker that records them as the CLI does (its fields go to
+    # ``out["general_config"]``, the top-level keys of lm-eval's results file).
+    tracker = None
+    if chat is not None:
+        from lm_eval.loggers import EvaluationTracker
+
+        tracker = EvaluationTracker()
 
     margs = _model_args(model_dir, model_args)
     # Like the CLI: TaskManager(include_path=..., metadata=model_args | metadata).  Only work_dir
@@ -446,10 +456,16 @@ def _evaluate(
         numpy_random_seed=NUMPY_SEED,
         torch_random_seed=TORCH_SEED,
         fewshot_random_seed=FEWSHOT_SEED,
+        **({"evaluation_tracker": tracker, **chat} if chat is not None else {}),
     )
     if out is None:
         raise RuntimeError("lm_eval.simple_evaluate returned None (non-zero rank?)")
-    return dict(out)
+    out = dict(out)
+    if tracker is not None:
+        from dataclasses import asdict
+
+        out["general_config"] = asdict(tracker.general_config_tracker)
+    return out
 
 
 def _to_result(out: dict[str, Any], yaml_paths: dict[str, Path]) -> LmEvalResult:
@@ -482,6 +498,7 @@ def run_lm_eval(
     device: str = "cpu",
     bootstrap_iters: int = BOOTSTRAP_ITERS,
     lm: Any = None,
+    chat: dict[str, Any] | None = None,
 ) -> LmEvalResult:
     """Run lm-eval 0.4.13's built-in ``task_name`` on ``docs_by_split`` (HF-hub-schema documents
     keyed by the split names the task's YAML uses) with the HF model in ``model_dir``.
@@ -507,6 +524,7 @@ def run_lm_eval(
         device=device,
         bootstrap_iters=bootstrap_iters,
         lm=lm,
+        chat=chat,
     )
     return _to_result(out, {task_name: path})
 

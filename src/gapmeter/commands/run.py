@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -40,6 +41,10 @@ def run_evaluation(
     subsets: Path | None,
     progress: bool,
     console: Console,
+    apply_chat_template: bool | str = False,
+    fewshot_as_multiturn: bool | None = None,
+    system_instruction: str | None = None,
+    gen_kwargs: dict[str, Any] | None = None,
 ) -> None:
     if prompt_variants:
         from gapmeter.engine.plan import with_prompt_variants
@@ -56,6 +61,10 @@ def run_evaluation(
         limit=limit,
         fewshot_seed=seed,
         bootstrap_iters=bootstrap_iters,
+        apply_chat_template=apply_chat_template,
+        fewshot_as_multiturn=fewshot_as_multiturn,
+        system_instruction=system_instruction,
+        gen_kwargs=dict(gen_kwargs or {}),
         batch_size=batch_size,
         device=device,
         output_path=output_path,

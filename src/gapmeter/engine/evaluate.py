@@ -17,9 +17,11 @@ from gapmeter.engine.aggregate import aggregate_groups, aggregate_task
 from gapmeter.engine.cache import ResponseCache
 from gapmeter.engine.plan import resolve_tasks
 from gapmeter.engine.progress import Reporter
-from gapmeter.errors import GapmeterError
+from gapmeter.errors import ConfigError, GapmeterError
 from gapmeter.models.base import ModelBackend, RequestStats, parse_model_args
+from gapmeter.models.chat_template import ChatTemplate
 from gapmeter.models.registry import check_backend, load_model
+from gapmeter.notices import notice
 from gapmeter.outcomes import RunOutcome, TaskOutcome
 from gapmeter.requests import (
     GenerateRequest,
@@ -33,6 +35,7 @@ from gapmeter.spec import RunSpec
 from gapmeter.store import results_json
 from gapmeter.store.db import open_store, resolve_db_url
 from gapmeter.store.runs import finish_run, start_run
+from gapmeter.tasks.chat import PromptFormat
 from gapmeter.tasks.registry import TaskRegistry
 from gapmeter.tasks.scoring import score_task
 from gapmeter.tasks.task import DocPlan
@@ -50,11 +53,18 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     plan = resolve_tasks(registry, list(spec.tasks), num_fewshot=spec.num_fewshot, data_dir=spec.data_dir)
 
     # Build every doc's prompt and requests before loading the model: bad data fails fast.
+    # A chat template is the model's, so with one the model loads first.
     timings: dict[str, float] = {}
+    if model is None and spec.apply_chat_template:
+        t0 = time.perf_counter()
+        model = load_model(spec.model, spec.model_args, device=spec.device, batch_size=spec.batch_size)
+        timings["model_load"] = time.perf_counter() - t0
+    prompt_format, chat_template = _prompt_format(spec, model)
     t0 = time.perf_counter()
     plans: dict[str, list[DocPlan]] = {}
     for name, leaf in plan.leaves.items():
-        plans[name] = leaf.task.plan(num_fewshot=leaf.num_fewshot, limit=spec.limit, seed=spec.fewshot_seed)
+        plans[name] = leaf.task.plan(num_fewshot=leaf.num_fewshot, limit=spec.limit, seed=spec.fewshot_seed,
+                                     prompt_format=prompt_format, gen_kwargs=spec.gen_kwargs or None)
 
     timings["prompts"] = time.perf_counter() - t0
     if model is None:
@@ -116,6 +126,7 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
         db_url=db_url,
         output_path=spec.output_path,
         timings=timings,
+        chat_template=chat_template,
     )
     # From the stored per-request timings (docs/efficiency.md), before the run turns complete.
     invocation = {"recorded_requests": recorder.recorded, "failed_requests": recorder.failed,
@@ -129,6 +140,29 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
         results_json.write_outputs(outcome)
     timings["store"] = time.perf_counter() - t0
     return outcome
+
+
+def _prompt_format(spec: RunSpec, model: ModelBackend | None) -> tuple[PromptFormat | None, str | None]:
+    """``--system_instruction`` / ``--apply_chat_template`` as the tasks take them, and the chat
+    template results.json records (lm-eval's ``chat_template``)."""
+    pretrained = parse_model_args(spec.model_args).get("pretrained", "")
+    if not spec.apply_chat_template and any(kw in pretrained.lower() for kw in ("inst", "chat")):
+        # lm-eval's warning (it looks at all of model_args; the model's name is what it means)
+        notice(f"pretrained={pretrained} looks like an instruct or chat model but no chat template "
+               "is applied; lm-eval recommends --apply_chat_template (and --fewshot_as_multiturn)")
+    if not spec.formats_prompts:
+        return None, None
+    if not spec.apply_chat_template:
+        return PromptFormat(system_instruction=spec.system_instruction), None
+    assert model is not None
+    chooser = getattr(model, "chat_template", None)
+    if chooser is None:
+        raise ConfigError(f"--apply_chat_template is not supported by --model {spec.model}")
+    name = spec.apply_chat_template if isinstance(spec.apply_chat_template, str) else None
+    template: ChatTemplate = chooser(name)
+    fmt = PromptFormat(system_instruction=spec.system_instruction, render=template.render,
+                       fewshot_as_multiturn=bool(spec.fewshot_as_multiturn))
+    return fmt, template.source
 
 
 def _compute(

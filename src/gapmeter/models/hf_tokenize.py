@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from gapmeter.models.chat_template import ChatTemplate, hf_chat_template
 from gapmeter.models.pair_split import move_trailing_spaces, split_pair
 from gapmeter.requests import LoglikelihoodRequest
 
@@ -18,6 +19,11 @@ class HFTokenization:
 
     tokenizer: Any
     add_bos_token: bool | None
+
+    def chat_template(self, name: str | None) -> ChatTemplate:
+        """``--apply_chat_template [NAME]``: the tokenizer's template (lm-eval's ``hf`` rules)."""
+        where = str(getattr(self, "pretrained", None) or "the model")
+        return hf_chat_template(self.tokenizer, name, where=where, retry_without_system=True)
 
     @property
     def prefix_token_id(self) -> int:

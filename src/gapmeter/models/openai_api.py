@@ -16,6 +16,12 @@ the continuation is greedy when each of its tokens is the top-1. With ``tokenize
 sends token ids split exactly as the ``hf`` backend splits them. Chat APIs give no prompt
 log-probs: loglikelihood tasks then fail with a pointer to the ``<task>_gen_letters`` variants.
 
+``--apply_chat_template`` (lm-eval's ``local-completions`` / ``local-chat-completions``): with
+``api=completions`` the client renders the chat with the tokenizer's template (``tokenizer=``
+is then required) and sends the string; with ``api=chat`` each prompt is the chat's messages as
+JSON (lm-eval's ``JsonChatStr``) and they are sent as ``messages`` unrendered: the server applies
+its template. Without the option ``api=chat`` sends the prompt as one user message.
+
 The API key comes from ``$OPENAI_API_KEY`` (or ``api_key_env=NAME``); it is never part of
 ``model_args``, ``describe()``, the fingerprint, a log line or an error message.
 ``api_key_env=none`` sends no key and reads nothing from the environment: callers that hold a
@@ -50,8 +56,10 @@ from gapmeter.models.api_client import (
 )
 from gapmeter.models.api_tokens import PromptTokenizer
 from gapmeter.models.base import BackendArgs, Flag, OnDone, RequestStats
+from gapmeter.models.chat_template import ChatTemplate, hf_chat_template
 from gapmeter.models.rate_limit import RateLimiter, estimate_tokens
 from gapmeter.models.registry import register_backend
+from gapmeter.notices import notice
 from gapmeter.requests import GenerateRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
 
 LETTERS_HINT = (
@@ -140,6 +148,8 @@ class OpenAIBackend:
         self.config = config
         self._api_key = api_key
         self._tokenizer: PromptTokenizer | None = None
+        self._chat_messages = False  # prompts are JSON chat messages (--apply_chat_template, api=chat)
+        self._chat_rendered = False  # prompts were rendered here with tokenizer='s chat template
         if config.tokenizer:
             self._tokenizer = PromptTokenizer(config.tokenizer, add_bos_token=config.add_bos_token)
 
@@ -166,6 +176,30 @@ class OpenAIBackend:
             "api_key_env": c.api_key_env,  # the variable's name, never its value
             "max_length": c.max_length,
         }
+
+    def chat_template(self, name: str | None) -> ChatTemplate:
+        """``--apply_chat_template [NAME]``: the server's template (api=chat), or the tokenizer's,
+        rendered here (api=completions)."""
+        if self.config.api == "chat":
+            self._chat_messages = True
+            if name is not None:
+                notice(f"--apply_chat_template {name}: api=chat sends messages; the server picks its template")
+            return ChatTemplate("", lambda messages, _: json.dumps(messages, ensure_ascii=False))
+        if self._tokenizer is None:
+            raise ConfigError(
+                "--apply_chat_template with api=completions renders the chat on the client: add "
+                "tokenizer=PATH_OR_HUB_ID to --model_args (or use api=chat to let the server apply it)"
+            )
+        self._chat_rendered = True
+        return hf_chat_template(self._tokenizer.tokenizer, name, where=f"tokenizer={self.config.tokenizer}",
+                                retry_without_system=False)
+
+    def _chat(self, context: str) -> list[dict[str, str]]:
+        if self._chat_messages:
+            messages = json.loads(context)
+            if isinstance(messages, list):
+                return messages
+        return [{"role": "user", "content": context}]
 
     # ------------------------------------------------------- loglikelihood
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], on_done: OnDone) -> None:
@@ -339,8 +373,15 @@ class OpenAIBackend:
         if stops:
             payload["stop"] = stops[:4]  # the OpenAI API takes at most 4; all are cut below
         if c.api == "chat":
-            payload["messages"] = [{"role": "user", "content": req.context}]
+            payload["messages"] = self._chat(req.context)
             path = "chat/completions"
+        elif self._chat_rendered and self._tokenizer is not None:
+            # A rendered chat usually starts with the BOS text: sent as text, a server that adds
+            # BOS would double it. lm-eval's local-completions sends token ids, the template's
+            # BOS included, adding none (add_bos_token, default False).
+            tok = self._tokenizer.tokenizer
+            payload["prompt"] = list(tok(req.context, add_special_tokens=bool(c.add_bos_token))["input_ids"])
+            path = "completions"
         else:
             payload["prompt"] = req.context
             path = "completions"

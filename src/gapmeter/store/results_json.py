@@ -56,6 +56,19 @@ def sample_record(plan: DocPlan, score: DocScore) -> dict[str, Any]:
     return record
 
 
+def prompt_options(outcome: RunOutcome) -> dict[str, Any]:
+    """results.json's ``chat_template``, ``system_instruction`` (each with its sha256, None when
+    unset or empty) and ``fewshot_as_multiturn``, as lm-eval's ``log_experiment_args`` records them."""
+    template, system = outcome.chat_template, outcome.spec.system_instruction
+    return {
+        "chat_template": template,
+        "chat_template_sha": _sha(template) if template else None,
+        "system_instruction": system,
+        "system_instruction_sha": _sha(system) if system else None,
+        "fewshot_as_multiturn": outcome.spec.fewshot_as_multiturn,
+    }
+
+
 def results_document(outcome: RunOutcome) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     for name, task in outcome.tasks.items():
@@ -100,6 +113,8 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "n-shot": {n: t.num_fewshot for n, t in outcome.tasks.items()},
         "higher_is_better": {n: {m.metric: m.higher_is_better for m in t.metrics} for n, t in outcome.tasks.items()},
         "n-samples": {n: {"original": t.n_docs_total, "effective": len(t.scores)} for n, t in outcome.tasks.items()},
+        # lm-eval's prompt options, at the top level under lm-eval's keys (EvaluationTracker)
+        **prompt_options(outcome),
         "config": {
             "model": outcome.spec.model,
             "model_args": outcome.spec.model_args,
@@ -111,6 +126,7 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             "limit": outcome.spec.limit,
             "bootstrap_iters": outcome.spec.bootstrap_iters,
             "fewshot_seed": outcome.spec.fewshot_seed,
+            "gen_kwargs": outcome.spec.gen_kwargs or None,
         },
         "gapmeter": {
             "version": gapmeter.__version__,

@@ -107,6 +107,13 @@ class LetterChoiceTask(Task):
         shots = "".join(f"{self.question(ex)} {self.doc_to_target(ex)}\n\n" for ex in examples)
         return description + shots + self.question(doc)
 
+    # the chat layout (Task.chat_context) asks these for the turns' texts
+    def _example_qa(self, ex: dict[str, Any]) -> tuple[str, str | None]:
+        return self.question(ex), self.doc_to_target(ex)
+
+    def _doc_question(self, doc: dict[str, Any]) -> str:
+        return self.question(doc)
+
 
 def letter_task_name(name: str) -> str | None:
     """The base task's name when ``name`` asks for the letters variant."""

@@ -5,6 +5,8 @@ The prompt layout reproduces lm-evaluation-harness 0.4.13's plain-text path exac
     description + Σ_examples (text + target_delimiter + answer + fewshot_delimiter) + text
 
 with lm-eval's rules for which split supplies examples and when the evaluated doc is excluded.
+With a ``PromptFormat`` (``--system_instruction``, ``--apply_chat_template``) the prompt is built
+as chat messages instead (``tasks/chat.py``), as lm-eval's ``fewshot_context`` builds it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from gapmeter.errors import ConfigError, DataError
 from gapmeter.requests import (
     GenerateRequest,
@@ -22,10 +26,11 @@ from gapmeter.requests import (
     Request,
     RollingLoglikelihoodRequest,
 )
+from gapmeter.tasks.chat import Message, PromptFormat, maybe_delimit, qa_turn, render
 from gapmeter.tasks.data import load_splits
 from gapmeter.tasks.fewshot import DEFAULT_FEWSHOT_SEED, FewShotSampler
 from gapmeter.tasks.hooks import resolve_hook
-from gapmeter.tasks.schema import HookRef, TaskConfig
+from gapmeter.tasks.schema import GenerationConfig, HookRef, TaskConfig
 from gapmeter.tasks.task_metrics import TaskMetric, resolve_task_metrics
 from gapmeter.tasks.templates import parse_literal, resolve_text
 
@@ -67,6 +72,7 @@ class Task:
         # A few-shot example's rendered text, by the example doc's identity: a 25-shot task
         # renders each pool doc for hundreds of eval docs otherwise (templates are pure).
         self._examples: dict[int, tuple[dict[str, Any], str]] = {}
+        self._example_turns: dict[int, tuple[dict[str, Any], tuple[str, str | None]]] = {}
 
     @property
     def name(self) -> str:
@@ -218,6 +224,51 @@ class Task:
             raise DataError(f"task {self.name}: doc_to_text gave {type(text).__name__}, not text")
         return prefix + text
 
+    def _example_qa(self, ex: dict[str, Any]) -> tuple[str, str | None]:
+        """A few-shot example as (question, answer or None), cached like its plain text."""
+        hit = self._example_turns.get(id(ex))
+        if hit is None or hit[0] is not ex:
+            c = self.config
+            fs = c.fewshot
+            text = self.doc_to_text(ex, fs.doc_to_text)
+            choices = self.doc_to_choice(ex) if c.doc_to_choice is not None else None
+            answer = self.doc_to_target(ex, fs.doc_to_target)
+            if c.multiple_input:
+                assert choices is not None and isinstance(text, int)
+                text, choices = choices[text], None
+            shown = None if answer is None or answer == "" else self._answer_text(ex, choices, answer)
+            hit = self._example_turns[id(ex)] = (ex, (str(text), shown))
+        return hit[1]
+
+    def chat_context(
+        self, doc: dict[str, Any], examples: Sequence[dict[str, Any]], fmt: PromptFormat
+    ) -> str | list[str]:
+        """The prompt as lm-eval's ``fewshot_context`` builds it with a system instruction and/or a
+        chat template: system message, a user/assistant turn per example, the doc's user turn."""
+        c = self.config
+        description = resolve_text(c.description, doc, where=f"task {self.name}: description") if c.description else ""
+        messages: list[Message] = []
+        system = maybe_delimit(fmt.system_instruction, str(description), c.fewshot_delimiter)
+        if system:
+            messages.append(Message("system", system))
+        for ex in examples:
+            question, answer = self._example_qa(ex)
+            messages += qa_turn(question, answer, target_delimiter=c.target_delimiter,
+                                fewshot_delimiter=c.fewshot_delimiter)
+        if c.multiple_input:
+            return [
+                render(messages + qa_turn(choice, None, target_delimiter="", fewshot_delimiter=""), fmt)
+                for choice in self.doc_to_choice(doc)
+            ]
+        text = self._doc_question(doc)
+        return render(messages + qa_turn(text, None, target_delimiter=c.target_delimiter, fewshot_delimiter=""), fmt)
+
+    def _doc_question(self, doc: dict[str, Any]) -> str:
+        text = self.doc_to_text(doc)
+        if not isinstance(text, str):
+            raise DataError(f"task {self.name}: doc_to_text gave {type(text).__name__}, not text")
+        return text
+
     # ------------------------------------------------------------ requests
     def fewshot_sampler(self, seed: int | None) -> FewShotSampler:
         c = self.config
@@ -231,8 +282,17 @@ class Task:
         )
 
     def plan(
-        self, *, num_fewshot: int | None = None, limit: int | None = None, seed: int | None = DEFAULT_FEWSHOT_SEED
+        self,
+        *,
+        num_fewshot: int | None = None,
+        limit: int | None = None,
+        seed: int | None = DEFAULT_FEWSHOT_SEED,
+        prompt_format: PromptFormat | None = None,
+        gen_kwargs: dict[str, Any] | None = None,
     ) -> list[DocPlan]:
+        """Every doc's few-shot examples, prompt and requests. ``prompt_format`` (system
+        instruction, chat template) and ``gen_kwargs`` (``--gen_kwargs``, over the task's
+        ``generation_kwargs``) are lm-eval's run options; without them the plain layout."""
         k = self.config.num_fewshot if num_fewshot is None else num_fewshot
         docs = self.eval_docs if limit is None else self.eval_docs[:limit]
         if k > 0 and not self.fewshot_pool:
@@ -241,11 +301,33 @@ class Task:
         selections = (
             self.fewshot_sampler(seed).select_all(docs, k) if k > 0 else [[] for _ in docs]
         )
+        fmt = prompt_format if prompt_format is not None and (
+            prompt_format.chat or prompt_format.system_instruction is not None) else None
+        generation = self._generation(gen_kwargs)
         plans = []
         for doc_id, (doc, chosen) in enumerate(zip(docs, selections, strict=True)):
-            ctx = self.context(doc, [self.fewshot_pool[i] for i in chosen])
-            plans.append(DocPlan(doc_id, doc, tuple(chosen), tuple(self.requests(doc, ctx))))
+            examples = [self.fewshot_pool[i] for i in chosen]
+            ctx = self.context(doc, examples) if fmt is None else self.chat_context(doc, examples, fmt)
+            requests = self.requests(doc, ctx, chat=fmt is not None and fmt.chat, generation=generation)
+            plans.append(DocPlan(doc_id, doc, tuple(chosen), tuple(requests)))
         return plans
+
+    def _generation(self, overrides: dict[str, Any] | None) -> GenerationConfig | None:
+        """The task's generation_kwargs updated with ``--gen_kwargs`` (lm-eval's dict update,
+        generate_until tasks only)."""
+        gen = self.config.generation_kwargs
+        if gen is None or not overrides or self.config.output_type != "generate_until":
+            return gen
+        merged = {"until": gen.until, "max_gen_toks": gen.max_gen_toks, "do_sample": gen.do_sample,
+                  "temperature": gen.temperature, **gen.options, **overrides}
+        if isinstance(merged["until"], str):  # lm-eval's backends take one stop string as a list
+            merged["until"] = [merged["until"]]
+        try:
+            return GenerationConfig.model_validate(merged)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"--gen_kwargs {where}: {first['msg']} (task {self.name})") from None
 
     def _check_gold(self, docs: Sequence[dict[str, Any]]) -> None:
         """A label outside the choices is a data error, reported before any model runs."""
@@ -262,24 +344,34 @@ class Task:
                     f"{len(choices)} choices (index out of range)"
                 )
 
-    def requests(self, doc: dict[str, Any], ctx: str | list[str]) -> list[Request]:
+    def requests(
+        self,
+        doc: dict[str, Any],
+        ctx: str | list[str],
+        *,
+        chat: bool = False,
+        generation: GenerationConfig | None = None,
+    ) -> list[Request]:
         c = self.config
         if c.output_type == "multiple_choice":
+            # A chat-templated context ends with the assistant's turn opening: lm-eval drops the
+            # target delimiter there (it keeps it only after a gen_prefix, which gapmeter lacks).
+            delimiter = "" if chat else c.target_delimiter
             if c.multiple_input:
-                cont = f"{c.target_delimiter}{self.doc_to_target(doc)}"
+                cont = f"{delimiter}{self.doc_to_target(doc)}"
                 return [LoglikelihoodRequest(context, cont) for context in ctx]
             assert isinstance(ctx, str)
             choices = self.doc_to_choice(doc)
-            requests: list[Request] = [LoglikelihoodRequest(ctx, f"{c.target_delimiter}{ch}") for ch in choices]
+            requests: list[Request] = [LoglikelihoodRequest(ctx, f"{delimiter}{ch}") for ch in choices]
             if self.needs_unconditional:  # lm-eval appends them after the conditional ones
-                requests += [LoglikelihoodRequest("", f"{c.target_delimiter}{ch}") for ch in choices]
+                requests += [LoglikelihoodRequest("", f"{delimiter}{ch}") for ch in choices]
             return requests
         assert isinstance(ctx, str)
         if c.output_type == "loglikelihood":
             return [LoglikelihoodRequest(ctx, str(self.doc_to_target(doc)))]
         if c.output_type == "loglikelihood_rolling":
             return [RollingLoglikelihoodRequest(str(self.doc_to_target(doc)))]
-        gen = c.generation_kwargs
+        gen = generation if generation is not None else c.generation_kwargs
         assert gen is not None
         options = {"do_sample": gen.do_sample, "temperature": gen.temperature, **gen.options}
         return [
