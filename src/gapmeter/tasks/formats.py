@@ -30,6 +30,7 @@ from typing import Any
 
 from gapmeter.errors import ConfigError, DataError
 from gapmeter.tasks import sources
+from gapmeter.tasks.user_table import user_table
 
 Rows = list[dict[str, Any]]
 Splits = dict[str, Rows]
@@ -539,6 +540,7 @@ FORMATS: dict[str, Converter] = {
     "agieval_jsonl": agieval_jsonl,
     "hellaswag_llamacpp_txt": hellaswag_llamacpp_txt,
     "hf_jsonl": hf_jsonl,
+    "user_table": user_table,  # a user's own cases (`gapmeter task init`)
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gapmeter.errors import ConfigError, DataError
+from gapmeter.notices import notice
 from gapmeter.requests import (
     GenerateRequest,
     LoglikelihoodRequest,
@@ -27,6 +28,7 @@ from gapmeter.tasks.fewshot import DEFAULT_FEWSHOT_SEED, FewShotSampler
 from gapmeter.tasks.hooks import resolve_hook
 from gapmeter.tasks.schema import HookRef, TaskConfig
 from gapmeter.tasks.templates import parse_literal, resolve_text
+from gapmeter.tasks.user_table import TableRows
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Task:
         self.data_dir = data_dir
         self._hooks: dict[str, Callable[..., Any]] = {}
         self._loaded: dict[str, list[dict[str, Any]]] = {}
+        # split -> one problem line per malformed row left out of a user table (skip_invalid)
+        self.skipped_rows: dict[str, list[str]] = {}
         # A few-shot example's rendered text, by the example doc's identity: a 25-shot task
         # renders each pool doc for hundreds of eval docs otherwise (templates are pure).
         self._examples: dict[int, tuple[dict[str, Any], str]] = {}
@@ -86,6 +90,11 @@ class Task:
             if name not in splits:
                 raise DataError(f"task {self.name}: split {name!r} is not available from its source")
             self._loaded[name] = splits[name]
+            skipped = splits[name].skipped if isinstance(splits[name], TableRows) else []
+            if skipped:
+                self.skipped_rows[name] = skipped
+                notice(f"task {self.name}: {len(skipped)} malformed row(s) skipped (--skip_invalid); "
+                       f"the first: {skipped[0]}")
         return self._loaded[name]
 
     def _process(self, docs: list[dict[str, Any]], hook: str | None) -> list[dict[str, Any]]:
