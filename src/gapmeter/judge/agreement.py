@@ -37,7 +37,10 @@ def human_value(label: Any, scale: str) -> float | None:
 def cohen_kappa(a: Sequence[float], b: Sequence[float], *, weights: str | None = None) -> float:
     """Cohen's κ of two raters over the same items (``weights="quadratic"`` for ordinal labels).
 
-    NaN when chance agreement is total (both raters always gave one and the same label).
+    Quadratic weights use the scores' own distances, ``(x - y)² / (max - min)²``, so a level
+    neither rater used does not bring its neighbours closer (scikit-learn uses the distance of the
+    levels' ranks: the same when every level in the range occurs). NaN when chance agreement is
+    total (both raters always gave one and the same label).
     """
     cats = sorted(set(a) | set(b))
     index = {c: i for i, c in enumerate(cats)}

@@ -107,7 +107,8 @@ def add_metric(sessions: sessionmaker[Session], run_id: str, metric: str,
     """A metric computed after the run (a judge's verdicts) added to a complete run, in one
     transaction: each doc's value under ``metrics["<metric>,none"]`` (None: not scored, e.g. an
     unreadable verdict) and its details under ``record[detail_key][metric]``; the metric rows
-    (replacing an earlier ``metric``); and the metric in the run's resolved task configs, so
+    (replacing an earlier ``metric``); and the metric in the run's resolved task configs (a
+    task's ``added_metrics``, a group's ``aggregates``), so
     ``compare``, ``profile`` and the board read it like the run's own metrics."""
     key = f"{metric},none"
     results = list(results)
@@ -136,8 +137,8 @@ def add_metric(sessions: sessionmaker[Session], run_id: str, metric: str,
                 continue
             if d.get("kind") == "task":
                 cfg = dict(d.get("config") or {})
-                kept = [m for m in cfg.get("metric_list") or [{"metric": "acc"}] if m.get("metric") != metric]
-                cfg["metric_list"] = [*kept, {"metric": metric, "aggregation": "mean", "higher_is_better": True}]
+                kept = [m for m in cfg.get("added_metrics") or [] if m.get("metric") != metric]
+                cfg["added_metrics"] = [*kept, {"metric": metric, "aggregation": "mean", "higher_is_better": True}]
                 d["config"] = cfg
             else:
                 kept = [a for a in d.get("aggregates") or [] if a.get("metric") != metric]

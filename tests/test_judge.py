@@ -1,0 +1,185 @@
+"""`gapmeter judge` end to end: two models answer a user's CSV through `gapmeter serve`'s app on
+127.0.0.1 (scripted answers), a judge served the same way grades them (scripted policies: fair,
+position-biased), verdicts are stored as a run metric that `compare` reads, κ against human labels
+is checked against scikit-learn, and position swaps are computed from the judge's two answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from support.api_server import serving
+from support.scripted_served import ScriptedServed, answering, fair_judge, first_position_judge
+
+from gapmeter.commands.judge import JudgeOptions, judge_command
+from gapmeter.commands.task_init import init_task
+from gapmeter.compare.report import compare_stored
+from gapmeter.compare.runs import open_run
+from gapmeter.engine.evaluate import evaluate
+from gapmeter.judge.agreement import cohen_kappa
+from gapmeter.judge.identity import family, self_preference
+from gapmeter.judge.pairwise import pair_outcome
+from gapmeter.judge.prompts import parse_pairwise, parse_single
+from gapmeter.spec import RunSpec
+from gapmeter.store.models import DocRecord, MetricValue
+
+CASES = [  # id, question, reference, category, human label (pass/fail)
+    ("r1", "How do I reset my password?", "Settings > Security > Reset", "account", "pass"),
+    ("r2", "Can I change my username?", "No, usernames are permanent", "account", "fail"),
+    ("r3", "How long do refunds take?", "5 business days", "billing", "pass"),
+    ("r4", "Do you accept PayPal?", "Yes, PayPal is accepted", "billing", "pass"),
+    ("r5", "Is there a student discount?", "20% with a student email", "billing", ""),
+    ("r6", "Where is my invoice?", "Billing > Invoices", "billing", "fail"),
+]
+# Model "good" is right on r1, r3, r4, r6 (r6 late-parseable), wrong on r2, unreadable on r5.
+GOOD = {"How do I reset my password?": "Go to Settings > Security > Reset.",
+        "Can I change my username?": "Yes, anytime.",
+        "How long do refunds take?": "Refunds take 5 business days.",
+        "Do you accept PayPal?": "Yes, PayPal is accepted at checkout.",
+        "Is there a student discount?": "UNREADABLE",
+        "Where is my invoice?": "LATE: see Billing > Invoices."}
+# Model "weak" is right on r1 only, and wordier.
+WEAK = {q: "Please contact our support team by email and we will get back to you soon." for q in GOOD}
+WEAK["How do I reset my password?"] = "Settings > Security > Reset"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("judge")
+    with (root / "faq.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "question", "answer", "category", "human_label"])
+        w.writerows(CASES)
+    init = init_task(root / "faq.csv", given={})
+    assert init.columns["human_label"] == "human_label"
+    out = {}
+    for name, answers in (("good", GOOD), ("weak", WEAK)):
+        with serving(ScriptedServed(name, answering(answers))) as server:
+            spec = RunSpec(model="openai", model_args=f"base_url={server.url},model={name}", tasks=("faq",),
+                           include_path=(init.yaml_path,), output_path=root / name, bootstrap_iters=1000)
+            evaluate(spec)
+        out[name] = root / name
+    return out
+
+
+def _judge(refs: list[Path], url: str, **kw: object) -> dict:
+    opts = JudgeOptions([str(r) for r in refs], "openai", f"base_url={url},model=judge-x", max_tokens=32, **kw)  # type: ignore[arg-type]
+    return judge_command(opts, _Quiet(), _Quiet())
+
+
+class _Quiet:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def print(self, text: str, **_: object) -> None:
+        self.lines.append(text)
+
+
+def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: dict[str, Path]) -> None:
+    with serving(ScriptedServed("judge-x", fair_judge)) as judge:
+        doc = _judge([runs["good"]], judge.url, scale="pass_fail")
+    run_id = next(iter(doc["runs"]))
+    s = doc["runs"][run_id]
+    # r5 has no verdict even when asked again: counted, not scored; r6's verdict came on the retry.
+    assert s["unparseable"] == 1 and s["retried"] == 2
+    m = s["metrics"]
+    assert m["faq_account"]["value"] == pytest.approx(0.5) and m["faq_account"]["n"] == 2
+    assert m["faq_billing"]["value"] == pytest.approx(1.0) and m["faq_billing"]["n"] == 3
+    assert m["faq"]["value"] == pytest.approx(4 / 5) and m["faq"]["is_group"]
+    # Calibration on the items with a human label and a verdict: r1, r2, r3, r4, r6.
+    judged, human = [1.0, 0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0, 0.0]
+    from sklearn.metrics import cohen_kappa_score
+
+    cal = s["calibration"]
+    assert cal["n"] == 5 and cal["accuracy"] == pytest.approx(0.8)
+    assert cal["kappa"] == pytest.approx(cohen_kappa_score(judged, human))
+    assert cal["kappa_ci95"][0] <= cal["kappa"] <= cal["kappa_ci95"][1]
+    cost = s["judge"]["cost"]
+    assert cost["requests"] == 8 and cost["latency_s"]["p50"] is not None and cost["prompt_tokens"] > 0
+
+    run = open_run(str(runs["good"]))
+    with run.sessions() as db:
+        rec = db.scalars(select(DocRecord.record).where(DocRecord.run_id == run.id, DocRecord.doc_id == 2,
+                                                        DocRecord.task == "faq_billing")).one()
+        rows = {r.task: r.value for r in db.scalars(select(MetricValue).where(MetricValue.metric == "judge_pass"))}
+    assert rows == {"faq_account": 0.5, "faq_billing": 1.0, "faq": pytest.approx(0.8)}
+    j = rec["judge"]["judge_pass"]  # r5: two raw replies, no verdict, no metric value
+    assert not j["parsed"] and len(j["raw"]) == 2 and "[Answer to grade]\nUNREADABLE" in j["prompt"]
+    assert "judge_pass,none" not in rec["metrics"]
+    results = json.loads((runs["good"] / "results.json").read_text())
+    assert results["results"]["faq_billing"]["judge_pass,none"] == 1.0
+    assert results["gapmeter"]["judge"]["judge_pass"]["unparseable"] == 1
+    # The board's drill-down shows the judge's prompt and raw replies.
+    from gapmeter.board.views import _sample_view
+
+    view = _sample_view(rec, "exact_match,none", None)
+    assert view["judge"]["judge_pass"]["raw"] == j["raw"]
+
+
+def test_judged_scores_compare_with_paired_tests(runs: dict[str, Path]) -> None:
+    with serving(ScriptedServed("judge-x", fair_judge)) as judge:
+        _judge([runs["good"]], judge.url)
+        doc = _judge([runs["weak"]], judge.url)
+    weak = next(iter(doc["runs"].values()))
+    assert weak["metrics"]["faq"]["value"] == pytest.approx((9 + 2 * 5) / 6)  # only r1 right
+    report = compare_stored(open_run(str(runs["good"])), open_run(str(runs["weak"])), metric="judge_score",
+                            iters=2000)
+    row = next(r for r in report.rows if r.unit.name == "faq")
+    # Paired on the 5 items both runs have a verdict for (r5 of "good" is unparseable): r1 tie, r2 2 vs 2,
+    # r3, r4, r6: 9 vs 2 → mean difference 21/5.
+    assert row.unit.metric == "judge_score" and row.result.n == 5
+    assert row.result.diff == pytest.approx(21 / 5) and row.result.ci_low > 0
+
+
+def test_pairwise_in_both_orders_with_a_fair_and_a_position_biased_judge(runs: dict[str, Path], tmp_path: Path) -> None:
+    with serving(ScriptedServed("judge-x", fair_judge)) as judge:
+        fair = _judge([runs["good"], runs["weak"]], judge.url, pairwise=True, output=tmp_path / "fair.json")
+    s = fair["summary"]
+    # r1: both right → tie (consistent); r2 neither → tie; r3, r4, r6: good wins; r5 unreadable → left out.
+    assert (s["n_scored"], s["unparseable"], s["wins_a"], s["wins_b"], s["ties"]) == (5, 1, 3, 0, 2)
+    assert s["inconsistent"] == 0 and s["win_rate_a"] == pytest.approx((3 + 0.5 * 2) / 5)
+    assert s["verbosity"]["mean_word_diff_a_minus_b"] < 0  # the weak model is wordier
+    stored = json.loads((tmp_path / "fair.json").read_text())
+    pair = stored["pairs"][0]
+    assert pair["a_first"]["prompt"] != pair["b_first"]["prompt"] and pair["b_first"]["raw"]
+
+    with serving(ScriptedServed("judge-x", first_position_judge)) as judge:
+        biased = _judge([runs["good"], runs["weak"]], judge.url, pairwise=True, output=tmp_path / "biased.json")
+    s = biased["summary"]
+    # "A" in both orders names a different run each time: every pair inconsistent → tie.
+    assert s["n_scored"] == 6 and s["inconsistent"] == 6 and s["inconsistent_rate"] == 1.0
+    assert s["ties"] == 6 and s["win_rate_a"] == pytest.approx(0.5)
+
+
+def test_self_preference_is_flagged(runs: dict[str, Path]) -> None:
+    with serving(ScriptedServed("good", fair_judge)) as judge:
+        opts = JudgeOptions([str(runs["weak"]), str(runs["good"])], "openai", f"base_url={judge.url},model=good",
+                            pairwise=True, max_tokens=32, output=runs["good"].parent / "self.json")
+        err = _Quiet()
+        doc = judge_command(opts, _Quiet(), err)
+    run_good = open_run(str(runs["good"])).id
+    assert list(doc["judge"]["self_preference"]) == [run_good]
+    assert any("self-preference" in line for line in err.lines)
+    assert family("qwen2.5-0.5b-instruct") == family("Qwen2-7B") == "qwen"
+    assert self_preference(("hf", "pretrained=/m/llama-3-8b", "f1"), ("openai", "model=llama-2-13b", "f2"))
+    assert self_preference(("openai", "model=gpt-4o", "f1"), ("hf", "pretrained=/m/qwen2", "f2")) is None
+
+
+def test_verdict_parsing_and_kappa_edges() -> None:
+    assert parse_single("Good. [[8]]", "1-10") == 8.0 and parse_single("Rating: 3", "1-10") == 3.0
+    assert parse_single("[[11]]", "1-10") is None and parse_single("hmm", "1-10") is None
+    assert parse_single("PASS", "pass_fail") == 1.0 and parse_single("PASS or FAIL?", "pass_fail") is None
+    assert parse_pairwise("[[C]]") == "tie" and parse_pairwise("[[B]]") == "B" and parse_pairwise("B") is None
+    assert pair_outcome("A", "B") == ("a", True) and pair_outcome("A", "A") == ("tie", False)
+    assert pair_outcome("tie", "tie") == ("tie", True) and pair_outcome(None, "A") == (None, False)
+    from sklearn.metrics import cohen_kappa_score
+
+    # Every level 1..5 present: scikit-learn's index distances equal our value distances.
+    a, b = [1, 2, 3, 4, 4, 5, 3, 2], [1, 3, 3, 4, 5, 5, 2, 2]
+    assert cohen_kappa(a, b, weights="quadratic") == pytest.approx(cohen_kappa_score(a, b, weights="quadratic"))
+    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+    # A level nobody used (6) does not bring 5 and 7 closer: distances are the scores' own.
+    assert cohen_kappa([1, 5, 7], [1, 7, 7], weights="quadratic") != cohen_kappa_score([1, 5, 7], [1, 7, 7], weights="quadratic")
