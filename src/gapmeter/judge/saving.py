@@ -33,7 +33,7 @@ def save_single(run: StoredRun, result: SingleResult) -> Path | None:
     key = f"{result.metric},none"
     for m in result.metrics:
         entry = doc.setdefault("groups" if m.is_group else "results", {}).setdefault(m.task, {"alias": m.task})
-        values = {key: m.value, f"{result.metric}_stderr,none": m.stderr if m.stderr is not None else "N/A"}
+        values: dict[str, Any] = {key: m.value, f"{result.metric}_stderr,none": m.stderr if m.stderr is not None else "N/A"}
         if m.ci95:
             values[f"{result.metric}_ci95,none"] = list(m.ci95)
         entry.update(values)

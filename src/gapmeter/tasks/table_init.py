@@ -80,10 +80,10 @@ def infer_columns(header: Sequence[str], given: Mapping[str, Any], *, where: Pat
     by_norm: dict[str, str] = {}
     for h in header:
         by_norm.setdefault(_norm(h), h)
-    for role, names in _NAMES.items():
+    for role, aliases in _NAMES.items():
         if role in columns:
             continue
-        hit = next((by_norm[n] for n in names if n in by_norm and by_norm[n] not in taken), None)
+        hit = next((by_norm[n] for n in aliases if n in by_norm and by_norm[n] not in taken), None)
         if hit is not None:
             columns[role] = hit
             taken.add(hit)

@@ -89,8 +89,9 @@ class Task:
             )
             if name not in splits:
                 raise DataError(f"task {self.name}: split {name!r} is not available from its source")
-            self._loaded[name] = splits[name]
-            skipped = splits[name].skipped if isinstance(splits[name], TableRows) else []
+            rows = splits[name]
+            self._loaded[name] = rows
+            skipped = rows.skipped if isinstance(rows, TableRows) else []
             if skipped:
                 self.skipped_rows[name] = skipped
                 notice(f"task {self.name}: {len(skipped)} malformed row(s) skipped (--skip_invalid); "

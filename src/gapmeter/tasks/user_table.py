@@ -74,7 +74,7 @@ def _choice_list(row: Mapping[str, Any], spec: str | list[str], where: str) -> l
     whose empty cells are left out (a 3-option row in a 4-column table)."""
     if isinstance(spec, list):
         return [t for t in (_text(row.get(c)) for c in spec) if t]
-    value = row.get(spec)
+    value: Any = row.get(spec)
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             value = json.loads(value)
