@@ -26,13 +26,14 @@ from gapmeter.judge.prompts import parse_pairwise, parse_single
 from gapmeter.spec import RunSpec
 from gapmeter.store.models import DocRecord, MetricValue
 
-CASES = [  # id, question, reference, category, human label (pass/fail)
-    ("r1", "How do I reset my password?", "Settings > Security > Reset", "account", "pass"),
-    ("r2", "Can I change my username?", "No, usernames are permanent", "account", "fail"),
-    ("r3", "How long do refunds take?", "5 business days", "billing", "pass"),
-    ("r4", "Do you accept PayPal?", "Yes, PayPal is accepted", "billing", "pass"),
-    ("r5", "Is there a student discount?", "20% with a student email", "billing", ""),
-    ("r6", "Where is my invoice?", "Billing > Invoices", "billing", "fail"),
+CASES = [  # id, question, reference, category, an answer a human graded, the human's grade
+    ("r1", "How do I reset my password?", "Settings > Security > Reset", "account",
+     "Settings > Security > Reset, then confirm by email", "pass"),
+    ("r2", "Can I change my username?", "No, usernames are permanent", "account", "Yes you can", "fail"),
+    ("r3", "How long do refunds take?", "5 business days", "billing", "About 5 business days", "pass"),
+    ("r4", "Do you accept PayPal?", "Yes, PayPal is accepted", "billing", "Yes, PayPal is accepted", "pass"),
+    ("r5", "Is there a student discount?", "20% with a student email", "billing", "", ""),
+    ("r6", "Where is my invoice?", "Billing > Invoices", "billing", "In the app", "pass"),  # a lenient human
 ]
 # Model "good" is right on r1, r3, r4, r6 (r6 late-parseable), wrong on r2, unreadable on r5.
 GOOD = {"How do I reset my password?": "Go to Settings > Security > Reset.",
@@ -51,10 +52,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("judge")
     with (root / "faq.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["id", "question", "answer", "category", "human_label"])
+        w.writerow(["id", "question", "answer", "category", "graded_answer", "human_label"])
         w.writerows(CASES)
     init = init_task(root / "faq.csv", given={})
-    assert init.columns["human_label"] == "human_label"
+    assert init.columns["human_label"] == "human_label" and init.columns["graded_answer"] == "graded_answer"
     out = {}
     for name, answers in (("good", GOOD), ("weak", WEAK)):
         with serving(ScriptedServed(name, answering(answers))) as server:
@@ -89,16 +90,17 @@ def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: di
     assert m["faq_account"]["value"] == pytest.approx(0.5) and m["faq_account"]["n"] == 2
     assert m["faq_billing"]["value"] == pytest.approx(1.0) and m["faq_billing"]["n"] == 3
     assert m["faq"]["value"] == pytest.approx(4 / 5) and m["faq"]["is_group"]
-    # Calibration on the items with a human label and a verdict: r1, r2, r3, r4, r6.
-    judged, human = [1.0, 0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0, 0.0]
+    # Calibration: the judge grades the 5 answers humans graded (r1-r4, r6) and disagrees on r6.
+    judged, human = [1.0, 0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0, 1.0]
     from sklearn.metrics import cohen_kappa_score
 
     cal = s["calibration"]
-    assert cal["n"] == 5 and cal["accuracy"] == pytest.approx(0.8)
+    assert cal["n"] == 5 and cal["accuracy"] == pytest.approx(0.8) and cal["unparseable"] == 0
+    assert [i["judge"] for i in cal["items"]] == judged
     assert cal["kappa"] == pytest.approx(cohen_kappa_score(judged, human))
     assert cal["kappa_ci95"][0] <= cal["kappa"] <= cal["kappa_ci95"][1]
     cost = s["judge"]["cost"]
-    assert cost["requests"] == 8 and cost["latency_s"]["p50"] is not None and cost["prompt_tokens"] > 0
+    assert cost["requests"] == 6 + 2 + 5 and cost["latency_s"]["p50"] is not None and cost["prompt_tokens"] > 0
 
     run = open_run(str(runs["good"]))
     with run.sessions() as db:

@@ -328,7 +328,7 @@ def task_init(
     data: Annotated[Path, typer.Argument(help="your cases: .csv, .tsv, .jsonl, .json, .parquet or .xlsx")],
     input_col: _Col = None, target_col: _Col = None, id_col: _Col = None, category_col: _Col = None,
     choices_col: Annotated[str | None, typer.Option(help="a list column, or columns A,B,C,D")] = None,
-    human_col: _Col = None,
+    human_col: _Col = None, graded_col: _Col = None,
     name: Annotated[str | None, typer.Option(help="task name (default: the file's name)")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip_invalid", "--skip-invalid", help="leave malformed rows out (counted in results.json)")] = False,
     force: Annotated[bool, typer.Option(help="overwrite an existing YAML")] = False,
@@ -337,7 +337,7 @@ def task_init(
     from gapmeter.commands.task_init import init_command
 
     given = {"input": input_col, "target": target_col, "choices": choices_col, "id": id_col,
-             "category": category_col, "human_label": human_col}
+             "category": category_col, "human_label": human_col, "graded_answer": graded_col}
     init_command(data, given, name=name, skip_invalid=skip_invalid, force=force, console=console,
                  err_console=err_console)
 

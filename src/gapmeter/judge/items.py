@@ -21,6 +21,7 @@ class Item:
     reference: str
     answer: str
     human_label: Any = None
+    graded_answer: str | None = None  # the answer ``human_label`` grades (a calibration item)
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -69,6 +70,6 @@ def run_items(run: StoredRun, tasks: list[str]) -> list[Item]:
         ).all()
     return [
         Item(task, int(doc_id), dh, _question(rec), str(rec.get("target", "")), _answer(rec),
-             (rec.get("doc") or {}).get("human_label"))
+             (rec.get("doc") or {}).get("human_label"), (rec.get("doc") or {}).get("graded_answer"))
         for task, doc_id, dh, rec in rows
     ]

@@ -77,18 +77,30 @@ def grade(run: StoredRun, items: list[Item], judge: Judge, *, rubric: str, scale
     metric = METRIC_OF_SCALE[scale]
     result = SingleResult(metric, scale, items, asked, judge={**judge_info, "rubric_sha": rubric_id(rubric)})
     values: dict[str, list[float]] = {}
-    judged, human = [], []
     for item, a in zip(items, asked, strict=True):
         if a.verdict is None:
             result.unparseable += 1
             continue
         values.setdefault(item.task, []).append(float(a.verdict))
-        h = human_value(item.human_label, scale) if item.human_label is not None else None
-        if h is not None:
-            judged.append(float(a.verdict))
-            human.append(h)
     result.retried = sum(len(a.replies) > 1 for a in asked)
     result.metrics = aggregates(run, metric, values)
-    if human:
-        result.calibration = agreement(judged, human, scale=scale)
+    result.calibration = calibrate(items, judge, rubric=rubric, scale=scale)
     return result
+
+
+def calibrate(items: list[Item], judge: Judge, *, rubric: str, scale: Scale) -> dict[str, Any]:
+    """The judge grades the answers humans graded (``graded_answer`` + ``human_label`` columns);
+    its agreement with them says how far to trust its verdicts on the run's answers."""
+    labelled = [(i, h) for i in items if i.graded_answer and i.human_label is not None
+                and (h := human_value(i.human_label, scale)) is not None]
+    if not labelled:
+        return {}
+    prompts = [single_prompt(i.question, i.reference, i.graded_answer or "", rubric=rubric, scale=scale)
+               for i, _ in labelled]
+    asked = judge.ask(prompts, lambda reply: parse_single(reply, scale), scale)
+    pairs = [(float(a.verdict), h) for a, (_, h) in zip(asked, labelled, strict=True) if a.verdict is not None]
+    out = agreement([j for j, _ in pairs], [h for _, h in pairs], scale=scale)
+    out["unparseable"] = len(labelled) - len(pairs)
+    out["items"] = [{"task": i.task, "doc_id": i.doc_id, "human": h, "judge": a.verdict, "raw": a.replies}
+                    for a, (i, h) in zip(asked, labelled, strict=True)]
+    return out

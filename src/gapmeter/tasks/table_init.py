@@ -1,7 +1,7 @@
 """From a user's table to task YAML: which column plays which role, and the task documents.
 
-``infer_columns`` names the question, reference answer, choices, id, category and human-label
-columns from the header alone (common names, case and separators ignored), so ``gapmeter task
+``infer_columns`` names the question, reference answer, choices, id, category, human-label and
+graded-answer columns from the header alone (common names, case and separators ignored), so ``gapmeter task
 init`` asks nothing it can infer; every role can be given instead. ``task_documents`` writes one
 task, or, when there is a category column, a family of one task per category plus a group that
 aggregates them (each category keeps its own scores and CIs).
@@ -35,6 +35,7 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "category": ("category", "subtask", "subject", "topic", "domain", "section", "type", "group"),
     "human_label": ("humanscore", "humanlabel", "humanrating", "humanjudgement", "humanjudgment",
                     "humangrade", "human"),
+    "graded_answer": ("gradedanswer", "candidateanswer", "sampleanswer", "humangradedanswer", "candidate"),
 }
 _CHOICE_COLUMN = re.compile(r"^(?:choice|option|opt|answer)?[_ -]?([a-j]|[1-9])$", re.IGNORECASE)
 

@@ -5,7 +5,9 @@ file is read and checked the same way at init and at every run. Each row becomes
 
     {"id": str, "input": str, "target": str,              # every task
      "choices": [str, ...], "answer": int,                # when the table has choices
-     "category": str, "human_label": Any}                 # when those columns exist
+     "category": str,                                      # when those columns exist
+     "graded_answer": str, "human_label": str}             # a human's grade of an answer
+                                                          # (calibrates `gapmeter judge`)
 
 ``columns`` maps these roles to the table's column names (``choices`` is one list column or a list
 of columns, e.g. ``[A, B, C, D]``). Every malformed row is named with its file, row and field; the
@@ -23,7 +25,7 @@ from typing import Any
 from gapmeter.errors import ConfigError, DataError
 from gapmeter.tasks import sources
 
-ROLES = ("input", "target", "choices", "id", "category", "human_label")
+ROLES = ("input", "target", "choices", "id", "category", "human_label", "graded_answer")
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".xlsx")
 _LETTERS = "ABCDEFGHIJ"
 #: How many malformed rows an error message lists before it says "and N more".
@@ -132,9 +134,10 @@ def row_doc(row: Mapping[str, Any], columns: Mapping[str, Any], where: str) -> d
             doc[role] = _text(row.get(name))
             if not doc[role]:
                 raise DataError(f"{where}: field {name!r} ({role}) is empty")
-    label = columns.get("human_label")
-    if label and _text(row.get(label)):
-        doc["human_label"] = _text(row.get(label))
+    for role in ("graded_answer", "human_label"):
+        name = columns.get(role)
+        if name and _text(row.get(name)):
+            doc[role] = _text(row.get(name))
     return doc
 
 
