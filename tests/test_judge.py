@@ -119,6 +119,17 @@ def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: di
 
     view = _sample_view(rec, "exact_match,none", None)
     assert view["judge"]["judge_pass"]["raw"] == j["raw"]
+    import httpx
+
+    from gapmeter.board.app import create_app
+    from gapmeter.board.context import BoardSettings
+    from gapmeter.serve.runner import ServerThread
+
+    with ServerThread(create_app(BoardSettings(db_url=run.db_url))) as board:
+        page = httpx.get(f"{board.url.removesuffix('/v1')}/runs/{run.id}", params={"task": "faq_billing"}, timeout=60)
+    assert page.status_code == 200
+    assert "judge_pass: unparseable by judge-x" in page.text and "judge_pass: 1.0 by judge-x" in page.text
+    assert "[Answer to grade]\nUNREADABLE" in page.text and "judge_pass" in page.text.split('id="metrics"')[1]
 
 
 def test_judged_scores_compare_with_paired_tests(runs: dict[str, Path]) -> None:

@@ -152,3 +152,31 @@ def test_overrides_and_unknown_columns(tmp_path: Path) -> None:
     result = init_task(data, given={"input": "prompt_text", "category": "kind"}, name="Greeting")
     assert result.columns == {"input": "prompt_text", "category": "kind", "target": "gold"}
     assert result.task == "greeting" and result.subtasks == ["greeting_x"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_list_choices_in_jsonl_and_parquet(tmp_path: Path, suffix: str) -> None:
+    rows = [{"prompt": "Sky colour?", "options": ["green", "blue"], "label": 1, "topic": "nature"},
+            {"prompt": "Cat legs?", "options": ["4", "2", "8"], "label": 0, "topic": "animals"},
+            {"prompt": "Odd one?", "options": ["x"], "label": 0, "topic": "animals"}]  # one choice: malformed
+    path = tmp_path / f"mc{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        where = f"{path}:3"
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        where = f"{path}:row 3"
+    with pytest.raises(DataError, match=rf"{where}: field 'options': needs at least 2 non-empty choices"):
+        init_task(path, given={})
+    result = init_task(path, given={}, skip_invalid=True)
+    assert result.columns == {"input": "prompt", "target": "label", "choices": "options", "category": "topic"}
+    assert result.subtasks == ["mc_nature", "mc_animals"] and len(result.skipped) == 1
+    from gapmeter.tasks.task import Task
+
+    entry = TaskRegistry.load([result.yaml_path]).tasks["mc_animals"]
+    docs = Task(entry.config, yaml_dir=entry.path.parent).eval_docs
+    assert docs == [{"id": "2", "input": "Cat legs?", "target": "4", "choices": ["4", "2", "8"], "answer": 0,
+                     "category": "animals"}]

@@ -311,6 +311,7 @@ def judge(
     """An LLM judges a run's free-form answers (stored as its metric judge_score / judge_pass)."""
     from gapmeter.commands.judge import JudgeOptions, judge_command
 
+    _quiet_libraries("WARNING")
     opts = JudgeOptions(list(runs), judge_model, judge_model_args, pairwise, rubric, scale,
                         [t for t in (tasks or "").split(",") if t] or None, db, output, device, max_tokens=max_tokens)
     doc = judge_command(opts, err_console if as_json else console, err_console)
