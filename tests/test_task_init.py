@@ -86,16 +86,21 @@ def test_xlsx_with_choice_columns_becomes_a_multiple_choice_task(tmp_path: Path)
     sheet.append(["How many legs has a cat?", 4, 2, 8, "A"])  # numbers: Excel stores floats
     sheet.append([None, None, None, None, None])  # an empty row is not a row
     sheet.append(["Which is a fruit?", "apple", "chair", "stone", "apple"])  # the answer as text
+    sheet.append(["Which is a metal?", "wood", None, "iron", "C"])  # 2 choices: C is the second
+    sheet.append(["Which is a gas?", "air", None, "rock", "B"])  # B is empty: malformed
     book.save(tmp_path / "quiz.xlsx")
+    with pytest.raises(DataError, match=r"quiz.xlsx:row 7: field 'answer': the answer 'B' names choice column 'B', "
+                                        "which is empty"):
+        init_task(tmp_path / "quiz.xlsx", given={})
 
-    result = init_task(tmp_path / "quiz.xlsx", given={})
+    result = init_task(tmp_path / "quiz.xlsx", given={}, skip_invalid=True)
     assert result.columns == {"input": "question", "target": "answer", "choices": ["A", "B", "C"]}
-    assert result.output_type == "multiple_choice" and result.n_rows == 3
+    assert result.output_type == "multiple_choice" and result.n_rows == 5 and len(result.skipped) == 1
     task = TaskRegistry.load([result.yaml_path]).tasks["quiz"]
     from gapmeter.tasks.task import Task
 
     docs = Task(task.config, yaml_dir=task.path.parent).eval_docs
-    assert [d["answer"] for d in docs] == [1, 0, 0]
+    assert [d["answer"] for d in docs] == [1, 0, 0, 1] and docs[3]["choices"] == ["wood", "iron"]
     assert docs[1]["choices"] == ["4", "2", "8"] and docs[0]["id"] == "1"
     assert [m.metric for m in task.config.metric_list] == ["acc"]
 

@@ -89,13 +89,21 @@ def _choice_list(row: Mapping[str, Any], spec: str | list[str], where: str) -> l
     return [_text(v) for v in value]
 
 
-def _gold_index(target: str, choices: list[str], spec: str | list[str], where: str, field: str) -> int:
-    """The answer as an index into ``choices``: a choice column's name or letter (``B``), the
-    choice's own text, or a 0-based index."""
-    if isinstance(spec, list) and target in spec:
-        return spec.index(target)
+def _gold_index(target: str, choices: list[str], present: list[str] | None, spec: str | list[str],
+                where: str, field: str) -> int:
+    """The answer as an index into ``choices``: a choice column's name or letter (``B``: the
+    second choice column, wherever empty ones were left out), the choice's text, or a 0-based index.
+    ``present`` are the choice columns that had a value (None for a list column)."""
     upper = target.upper()
-    if len(upper) == 1 and upper in _LETTERS[: len(choices)]:
+    if present is not None and isinstance(spec, list):
+        column = target if target in spec else spec[_LETTERS.index(upper)] if (
+            len(upper) == 1 and upper in _LETTERS[: len(spec)]) else None
+        if column is not None:
+            if column not in present:
+                raise DataError(f"{where}: field {field!r}: the answer {target!r} names choice column {column!r}, "
+                                "which is empty")
+            return present.index(column)
+    elif len(upper) == 1 and upper in _LETTERS[: len(choices)]:
         return _LETTERS.index(upper)
     if target in choices:
         return choices.index(target)
@@ -120,13 +128,14 @@ def row_doc(row: Mapping[str, Any], columns: Mapping[str, Any], where: str) -> d
     if columns.get("choices"):
         spec = columns["choices"]
         choices = _choice_list(row, spec, where)
+        present = [c for c in spec if _text(row.get(c))] if isinstance(spec, list) else None
         field = spec if isinstance(spec, str) else ", ".join(spec)
         if len(choices) < 2:
             raise DataError(f"{where}: field {field!r}: needs at least 2 non-empty choices, has {len(choices)}")
         if any(not c for c in choices):
             raise DataError(f"{where}: field {field!r}: a choice is empty")
         doc["choices"] = choices
-        doc["answer"] = _gold_index(doc["target"], choices, spec, where, columns["target"])
+        doc["answer"] = _gold_index(doc["target"], choices, present, spec, where, columns["target"])
         doc["target"] = choices[doc["answer"]]
     for role in ("id", "category"):
         name = columns.get(role)
