@@ -196,3 +196,25 @@ def test_verdict_parsing_and_kappa_edges() -> None:
     assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
     # A level nobody used (6) does not bring 5 and 7 closer: distances are the scores' own.
     assert cohen_kappa([1, 5, 7], [1, 7, 7], weights="quadratic") != cohen_kappa_score([1, 5, 7], [1, 7, 7], weights="quadratic")
+
+
+def test_cli_judge_json_and_one_line_errors(runs: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gapmeter.cli", "judge", *args], capture_output=True, text=True,
+                              timeout=300)
+
+    with serving(ScriptedServed("judge-x", fair_judge)) as judge:
+        proc = cli(str(runs["weak"]), "--judge_model", "openai", "--judge_model_args",
+                   f"base_url={judge.url},model=judge-x", "--scale", "pass_fail", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    summary = next(iter(doc["runs"].values()))
+    assert summary["metric"] == "judge_pass" and summary["metrics"]["faq"]["value"] == pytest.approx(1 / 6)
+    bad = cli(str(runs["weak"]), "--scale", "1-5")
+    assert bad.returncode == 2 and "--scale '1-5': use one of 1-10, pass_fail" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    one = cli("--pairwise", str(runs["weak"]))
+    assert one.returncode == 2 and "--pairwise compares two runs, got 1" in one.stderr
