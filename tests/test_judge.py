@@ -158,6 +158,18 @@ def test_pairwise_in_both_orders_with_a_fair_and_a_position_biased_judge(runs: d
     stored = json.loads((tmp_path / "fair.json").read_text())
     pair = stored["pairs"][0]
     assert pair["a_first"]["prompt"] != pair["b_first"]["prompt"] and pair["b_first"]["raw"]
+    # Stored in both runs as a metric (won 1, tie 0.5, lost 0), per item with both prompts.
+    good, weak = open_run(str(runs["good"])), open_run(str(runs["weak"]))
+    with good.sessions() as db:
+        row = db.scalars(select(MetricValue).where(MetricValue.run_id == good.id, MetricValue.task == "faq",
+                                                   MetricValue.metric == f"pairwise_vs_{weak.id[:8]}")).one()
+    assert row.value == pytest.approx(0.8) and row.n == 5
+    with weak.sessions() as db:
+        rec = db.scalars(select(DocRecord.record).where(DocRecord.run_id == weak.id, DocRecord.task == "faq_billing",
+                                                        DocRecord.doc_id == 0)).one()
+    detail = rec["judge"][f"pairwise_vs_{good.id[:8]}"]
+    assert detail["verdict"] == 0.0 and detail["consistent"] and len(detail["raw"]) == 2
+    assert detail["swapped_prompt"] != detail["prompt"]
 
     with serving(ScriptedServed("judge-x", first_position_judge)) as judge:
         biased = _judge([runs["good"], runs["weak"]], judge.url, pairwise=True, output=tmp_path / "biased.json")

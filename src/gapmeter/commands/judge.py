@@ -17,7 +17,7 @@ from gapmeter.judge.identity import model_name, self_preference
 from gapmeter.judge.items import judged_tasks, run_items
 from gapmeter.judge.pairwise import compare_pairwise
 from gapmeter.judge.prompts import DEFAULT_RUBRIC, SCALES
-from gapmeter.judge.saving import save_single
+from gapmeter.judge.saving import pairwise_metric, save_pairwise, save_single
 from gapmeter.judge.single import grade
 from gapmeter.model_source import check_model_source
 from gapmeter.store.models import Run
@@ -147,6 +147,7 @@ def _pairwise(opts: JudgeOptions, runs: list[StoredRun], tasks: list[list[str]],
     doc = {"judge": {**info, "cost": judge.cost_report(len(result.pairs)), "self_preference": warnings},
            "run_a": {"id": runs[0].id, "model": runs[0].label}, "run_b": {"id": runs[1].id, "model": runs[1].label},
            "tasks": common, "summary": s, "pairs": [p.to_json() for p in result.pairs]}
+    save_pairwise(runs[0], runs[1], result, info["name"])
     out = opts.output or Path(f"judge_pairwise_{runs[0].id[:8]}_{runs[1].id[:8]}.json")
     atomic_write(out, json.dumps(doc, indent=2, ensure_ascii=False))
     ci = s.get("win_rate_a_ci95")
@@ -160,5 +161,6 @@ def _pairwise(opts: JudgeOptions, runs: list[StoredRun], tasks: list[list[str]],
     console.print(f"  length: A {_fmt(v['mean_words_a'])} words, B {_fmt(v['mean_words_b'])} words (A−B "
                   f"{_fmt(v['mean_word_diff_a_minus_b'])}); the longer answer won {v['longer_answer_won']} of "
                   f"{v['decisive_with_length_difference']} decisive pairs", highlight=False)
-    console.print(f"  prompts and raw judgements: {out}", highlight=False)
+    console.print(f"  prompts and raw judgements: {out}; stored in run A as {pairwise_metric(runs[1])} and in "
+                  f"run B as {pairwise_metric(runs[0])} (1 won, 0.5 tie, 0 lost)", highlight=False)
     return doc

@@ -1,5 +1,5 @@
-"""A single-answer judgement kept with the run it judged: per-item verdicts, prompts and raw
-replies and the metric rows in the store (``store/runs.add_metric``), and the metric plus the
+"""Judgements kept with the runs they judged: per-item verdicts, prompts and raw replies and the
+metric rows in the store (``store/runs.add_metric``); for single grading also the metric and the
 judge's summary in the run's results.json (lm-eval's keys, gapmeter's extras under ``gapmeter``)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import select
 
 from gapmeter.compare.runs import StoredRun
-from gapmeter.judge.single import SingleResult
+from gapmeter.judge.pairwise import PairwiseResult
+from gapmeter.judge.single import SingleResult, aggregates
 from gapmeter.store.models import Run
 from gapmeter.store.results_json import atomic_write
 from gapmeter.store.runs import add_metric
@@ -44,3 +45,26 @@ def save_single(run: StoredRun, result: SingleResult) -> Path | None:
     doc.setdefault("gapmeter", {}).setdefault("judge", {})[result.metric] = result.summary()
     atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str))
     return path
+
+
+def pairwise_metric(other: StoredRun) -> str:
+    return f"pairwise_vs_{other.id[:8]}"
+
+
+def save_pairwise(run_a: StoredRun, run_b: StoredRun, result: PairwiseResult, judge_name: str) -> None:
+    """Each run gets ``pairwise_vs_<other run>``: per item 1 (won), 0.5 (tie or inconsistent), 0
+    (lost), nothing when a verdict was unparseable; per item both prompts and all raw replies."""
+    for run, other, mine in ((run_a, run_b, "a"), (run_b, run_a, "b")):
+        metric = pairwise_metric(other)
+        per_doc: dict[tuple[str, int], tuple[float | None, dict[str, Any]]] = {}
+        values: dict[str, list[float]] = {}
+        for p in result.pairs:
+            item = p.a if mine == "a" else p.b
+            value = None if p.outcome is None else 0.5 if p.outcome == "tie" else float(p.outcome == mine)
+            per_doc[(item.task, item.doc_id)] = (value, {
+                "prompt": p.ab.prompt, "swapped_prompt": p.ba.prompt, "raw": p.ab.replies + p.ba.replies,
+                "verdict": value, "parsed": value is not None, "consistent": p.consistent, "judge": judge_name,
+                "other_run": other.id})
+            if value is not None:
+                values.setdefault(item.task, []).append(value)
+        add_metric(run.sessions, run.id, metric, per_doc, aggregates(run, metric, values), detail_key="judge")
