@@ -230,3 +230,17 @@ def test_cli_judge_json_and_one_line_errors(runs: dict[str, Path]) -> None:
     assert "Traceback" not in bad.stderr
     one = cli("--pairwise", str(runs["weak"]))
     assert one.returncode == 2 and "--pairwise compares two runs, got 1" in one.stderr
+
+
+def test_a_failing_judge_server_gives_unparseable_items_not_losses(runs: dict[str, Path]) -> None:
+    from gapmeter.serve.faults import FaultConfig
+
+    with serving(ScriptedServed("judge-x", fair_judge), faults=FaultConfig(rate_500=1.0)) as judge:
+        opts = JudgeOptions([str(runs["weak"])], "openai", f"base_url={judge.url},model=judge-x,max_retries=0",
+                            scale="pass_fail", max_tokens=32)
+        err = _Quiet()
+        doc = judge_command(opts, _Quiet(), err)
+    s = next(iter(doc["runs"].values()))
+    assert s["unparseable"] == 6 and s["metrics"] == {}
+    assert any("nothing stored" in line for line in err.lines)
+    assert s["judge"]["cost"]["failed"] == 12 + 5 * 2  # items and calibration items, each asked twice

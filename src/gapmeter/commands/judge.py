@@ -102,7 +102,12 @@ def judge_command(opts: JudgeOptions, console: Any, err_console: Any) -> dict[st
         judge_stats, judge.stats = judge.stats[n_requests:], judge.stats
         result.judge["self_preference"] = warnings.get(run.id)
         result.judge["cost"] = Judge(judge.backend, judge.model, judge.model_args, stats=judge_stats).cost_report(len(items))
-        path = save_single(run, result)
+        if result.metrics:
+            path = save_single(run, result)
+        else:  # a judge that could not answer must not erase an earlier judgement
+            path = None
+            err_console.print(f"warning: run {run.id[:12]}: no verdict could be read; nothing stored (an earlier "
+                              f"{result.metric} of the run is kept)", highlight=False, soft_wrap=True)
         out["runs"][run.id] = result.summary()
         _print_single(run, result.summary(), path, console)
     return out
@@ -147,7 +152,8 @@ def _pairwise(opts: JudgeOptions, runs: list[StoredRun], tasks: list[list[str]],
     doc = {"judge": {**info, "cost": judge.cost_report(len(result.pairs)), "self_preference": warnings},
            "run_a": {"id": runs[0].id, "model": runs[0].label}, "run_b": {"id": runs[1].id, "model": runs[1].label},
            "tasks": common, "summary": s, "pairs": [p.to_json() for p in result.pairs]}
-    save_pairwise(runs[0], runs[1], result, info["name"])
+    if s["n_scored"]:
+        save_pairwise(runs[0], runs[1], result, info["name"])
     out = opts.output or Path(f"judge_pairwise_{runs[0].id[:8]}_{runs[1].id[:8]}.json")
     atomic_write(out, json.dumps(doc, indent=2, ensure_ascii=False))
     ci = s.get("win_rate_a_ci95")
@@ -161,6 +167,7 @@ def _pairwise(opts: JudgeOptions, runs: list[StoredRun], tasks: list[list[str]],
     console.print(f"  length: A {_fmt(v['mean_words_a'])} words, B {_fmt(v['mean_words_b'])} words (A−B "
                   f"{_fmt(v['mean_word_diff_a_minus_b'])}); the longer answer won {v['longer_answer_won']} of "
                   f"{v['decisive_with_length_difference']} decisive pairs", highlight=False)
-    console.print(f"  prompts and raw judgements: {out}; stored in run A as {pairwise_metric(runs[1])} and in "
-                  f"run B as {pairwise_metric(runs[0])} (1 won, 0.5 tie, 0 lost)", highlight=False)
+    stored = (f"; stored in run A as {pairwise_metric(runs[1])} and in run B as {pairwise_metric(runs[0])} "
+              "(1 won, 0.5 tie, 0 lost)") if s["n_scored"] else "; no verdict could be read: nothing stored in the runs"
+    console.print(f"  prompts and raw judgements: {out}{stored}", highlight=False)
     return doc

@@ -42,7 +42,9 @@ class Judge:
 
         def on_done(positions: list[int], responses: list[Any], stats: list[RequestStats] | None = None) -> None:
             for i, (pos, resp) in enumerate(zip(positions, responses, strict=True)):
-                out[pos] = str(resp)
+                failed = bool(stats and stats[i].failed)
+                # A request that failed after the backend's retries has no reply: unparseable.
+                out[pos] = f"(request failed: {stats[i].error})" if failed and stats else str(resp)
                 if stats:
                     self.stats.append(stats[i])
 
