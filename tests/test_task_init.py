@@ -73,7 +73,8 @@ def test_csv_with_categories_becomes_a_group_of_subtasks_and_runs(tmp_path: Path
     # The file goes bad after init: the run refuses it, naming the row (the YAML has no skip_invalid).
     with data.open("a", encoding="utf-8") as fh:
         fh.write("q6,What is 5+5?,,math\n")
-    with pytest.raises(DataError, match=r"support cases.csv:7: field 'Reference Answer' \(target\) is empty"):
+    with pytest.raises(DataError, match=r"skip_invalid: true in the task YAML(.|\n)*support cases.csv:7: field "
+                                        r"'Reference Answer' \(target\) is empty"):
         _run(result.yaml_path, "support_cases", "http://127.0.0.1:9/v1", tmp_path / "out2")
 
 

@@ -57,7 +57,7 @@ def init_task(data: Path, *, given: dict[str, Any], name: str | None = None, ski
     columns = infer_columns(header, given, where=data)
     docs, problems = validate_table(data, columns)
     if problems and not skip_invalid:
-        raise DataError(problems_message(data, problems))
+        raise DataError(problems_message(data, problems, how_to_skip="pass --skip_invalid"))
     if not docs:
         raise DataError(f"{data}: no valid rows")
     categories = list(dict.fromkeys(d["category"] for d in docs)) if "category" in columns else []

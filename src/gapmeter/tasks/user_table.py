@@ -176,11 +176,14 @@ def validate_table(path: Path, columns: Mapping[str, Any]) -> tuple[list[dict[st
     return docs, problems
 
 
-def problems_message(path: Path, problems: Sequence[str]) -> str:
+_AT_RUN = "set skip_invalid: true in the task YAML's source options (or `gapmeter task init --skip_invalid`)"
+
+
+def problems_message(path: Path, problems: Sequence[str], *, how_to_skip: str = _AT_RUN) -> str:
     listed = "\n".join(f"  {p}" for p in problems[:_LISTED])
     more = f"\n  ... and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
-    return (f"{path}: {len(problems)} malformed row(s); fix them, or pass --skip_invalid to run "
-            f"without them (they are counted in results.json):\n{listed}{more}")
+    return (f"{path}: {len(problems)} malformed row(s); fix them, or {how_to_skip} to run without them "
+            f"(they are counted in results.json):\n{listed}{more}")
 
 
 def user_table(
