@@ -81,8 +81,13 @@ class _Quiet:
 
 def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: dict[str, Path]) -> None:
     with serving(ScriptedServed("judge-x", fair_judge)) as judge:
-        doc = _judge([runs["good"]], judge.url, scale="pass_fail")
+        first = _judge([runs["good"]], judge.url, scale="pass_fail")
+        doc = _judge([runs["good"]], judge.url, scale="pass_fail")  # again: every reply from the store
     run_id = next(iter(doc["runs"]))
+    assert first["runs"][run_id]["judge"]["cost"]["computed_now"] == 13
+    assert doc["runs"][run_id]["judge"]["cost"]["computed_now"] == 0
+    assert {k: v for k, v in doc["runs"][run_id].items() if k != "judge"} == \
+        {k: v for k, v in first["runs"][run_id].items() if k != "judge"}
     s = doc["runs"][run_id]
     # r5 has no verdict even when asked again: counted, not scored; r6's verdict came on the retry.
     assert s["unparseable"] == 1 and s["retried"] == 2
@@ -100,7 +105,9 @@ def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: di
     assert cal["kappa"] == pytest.approx(cohen_kappa_score(judged, human))
     assert cal["kappa_ci95"][0] <= cal["kappa"] <= cal["kappa_ci95"][1]
     cost = s["judge"]["cost"]
+    # Measured when computed, stored like a run's request timings: the same on the cached second pass.
     assert cost["requests"] == 6 + 2 + 5 and cost["latency_s"]["p50"] is not None and cost["prompt_tokens"] > 0
+    assert cost["latency_s"] == first["runs"][run_id]["judge"]["cost"]["latency_s"]
 
     run = open_run(str(runs["good"]))
     with run.sessions() as db:

@@ -97,11 +97,11 @@ def judge_command(opts: JudgeOptions, console: Any, err_console: Any) -> dict[st
     out: dict[str, Any] = {"judge": info, "runs": {}}
     for run, names in zip(runs, tasks, strict=True):
         items = run_items(run, names)
-        n_requests = len(judge.stats)
+        # The judge's replies and timings go to the judged run's store (resumable, measured).
+        judge.sessions, judge.hashes, judge.stats, judge.failed = run.sessions, [], [], 0
         result = grade(run, items, judge, rubric=rubric, scale=opts.scale, judge_info=info)  # type: ignore[arg-type]
-        judge_stats, judge.stats = judge.stats[n_requests:], judge.stats
         result.judge["self_preference"] = warnings.get(run.id)
-        result.judge["cost"] = Judge(judge.backend, judge.model, judge.model_args, stats=judge_stats).cost_report(len(items))
+        result.judge["cost"] = judge.cost_report(len(items))
         if result.metrics:
             path = save_single(run, result)
         else:  # a judge that could not answer must not erase an earlier judgement
@@ -145,6 +145,7 @@ def _pairwise(opts: JudgeOptions, runs: list[StoredRun], tasks: list[list[str]],
     if not common:
         raise ConfigError(f"runs {runs[0].id[:12]} and {runs[1].id[:12]} share no generation task")
     items_a, items_b = run_items(runs[0], common), run_items(runs[1], common)
+    judge.sessions = runs[0].sessions  # replies and timings in run A's store
     result = compare_pairwise(items_a, items_b, judge, rubric=rubric)
     if not result.pairs:
         raise ConfigError("the two runs share no item (same task, doc id and content)")
