@@ -186,3 +186,12 @@ def test_list_choices_in_jsonl_and_parquet(tmp_path: Path, suffix: str) -> None:
     docs = Task(entry.config, yaml_dir=entry.path.parent).eval_docs
     assert docs == [{"id": "2", "input": "Cat legs?", "target": "4", "choices": ["4", "2", "8"], "answer": 0,
                      "category": "animals"}]
+
+
+def test_cli_options_both_spellings(tmp_path: Path) -> None:
+    data = _write_csv(tmp_path / "t.csv", [{"prompt_text": "Say hi", "gold": "hi", "kind": "x"}])
+    proc = subprocess.run([sys.executable, "-m", "gapmeter.cli", "task", "init", str(data), "--input_col", "prompt_text",
+                           "--category-col", "kind"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "columns: input=prompt_text, category=kind, target=gold" in proc.stdout
+    assert f"--include_path {tmp_path / 't.yaml'} --tasks t " in proc.stdout.replace("\n", "")

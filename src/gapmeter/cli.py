@@ -321,18 +321,23 @@ def judge(
 
 task_app = typer.Typer(no_args_is_help=True, cls=WrappingGroup, help="Your own cases: a table → a task YAML.")
 app.add_typer(task_app, name="task")
-_Col = Annotated[str | None, typer.Option(help="column holding it (default: inferred from the header)")]
+def _col(name: str, what: str) -> typer.models.OptionInfo:
+    return typer.Option(f"--{name}", f"--{name.replace('_', '-')}", help=f"the {what} column (default: inferred)")
 
 
 @task_app.command("init")
 def task_init(
     data: Annotated[Path, typer.Argument(help="your cases: .csv, .tsv, .jsonl, .json, .parquet or .xlsx")],
-    input_col: _Col = None, target_col: _Col = None, id_col: _Col = None, category_col: _Col = None,
-    choices_col: Annotated[str | None, typer.Option(help="a list column, or columns A,B,C,D")] = None,
-    human_col: _Col = None, graded_col: _Col = None,
+    input_col: Annotated[str | None, _col("input_col", "question / input")] = None,
+    target_col: Annotated[str | None, _col("target_col", "reference answer")] = None,
+    id_col: Annotated[str | None, _col("id_col", "item id")] = None,
+    category_col: Annotated[str | None, _col("category_col", "category (one subtask each)")] = None,
+    choices_col: Annotated[str | None, _col("choices_col", "choices (a list column, or several: A,B,C,D)")] = None,
+    human_col: Annotated[str | None, _col("human_col", "human label")] = None,
+    graded_col: Annotated[str | None, _col("graded_col", "human-graded answer")] = None,
     name: Annotated[str | None, typer.Option(help="task name (default: the file's name)")] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip_invalid", "--skip-invalid", help="leave malformed rows out (counted in results.json)")] = False,
-    force: Annotated[bool, typer.Option(help="overwrite an existing YAML")] = False,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing YAML")] = False,
 ) -> None:
     """Write a task YAML beside DATA (columns inferred) and print the command that runs it."""
     from gapmeter.commands.task_init import init_command
