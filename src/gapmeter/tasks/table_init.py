@@ -30,7 +30,7 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "input": ("question", "input", "prompt", "query", "instruction", "problem", "text", "q"),
     "target": ("referenceanswer", "expectedanswer", "goldanswer", "answer", "reference", "target",
                "expected", "gold", "correct", "output", "label", "a"),
-    "choices": ("choices", "options", "candidates", "answers"),
+    "choices": ("choices", "options", "candidates"),
     "id": ("id", "itemid", "caseid", "qid", "uid", "questionid", "key"),
     "category": ("category", "subtask", "subject", "topic", "domain", "section", "type", "group"),
     "human_label": ("humanscore", "humanlabel", "humanrating", "humanjudgement", "humanjudgment",
