@@ -117,6 +117,7 @@ def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: di
     assert rows == {"faq_account": 0.5, "faq_billing": 1.0, "faq": pytest.approx(0.8)}
     j = rec["judge"]["judge_pass"]  # r5: two raw replies, no verdict, no metric value
     assert not j["parsed"] and len(j["raw"]) == 2 and "[Answer to grade]\nUNREADABLE" in j["prompt"]
+    assert "Rubric: The answer must agree with the reference answer" in j["prompt"]  # the default rubric
     assert "judge_pass,none" not in rec["metrics"]
     results = json.loads((runs["good"] / "results.json").read_text())
     assert results["results"]["faq_billing"]["judge_pass,none"] == 1.0
@@ -139,10 +140,12 @@ def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: di
     assert "[Answer to grade]\nUNREADABLE" in page.text and "judge_pass" in page.text.split('id="metrics"')[1]
 
 
-def test_judged_scores_compare_with_paired_tests(runs: dict[str, Path]) -> None:
+def test_judged_scores_compare_with_paired_tests(runs: dict[str, Path], tmp_path: Path) -> None:
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("Only the facts of the reference count.\n")
     with serving(ScriptedServed("judge-x", fair_judge)) as judge:
-        _judge([runs["good"]], judge.url)
-        doc = _judge([runs["weak"]], judge.url)
+        _judge([runs["good"]], judge.url, rubric=rubric)
+        doc = _judge([runs["weak"]], judge.url, rubric=rubric)
     weak = next(iter(doc["runs"].values()))
     assert weak["metrics"]["faq"]["value"] == pytest.approx((9 + 2 * 5) / 6)  # only r1 right
     report = compare_stored(open_run(str(runs["good"])), open_run(str(runs["weak"])), metric="judge_score",
@@ -152,6 +155,10 @@ def test_judged_scores_compare_with_paired_tests(runs: dict[str, Path]) -> None:
     # r3, r4, r6: 9 vs 2 → mean difference 21/5.
     assert row.unit.metric == "judge_score" and row.result.n == 5
     assert row.result.diff == pytest.approx(21 / 5) and row.result.ci_low > 0
+    with open_run(str(runs["weak"])).sessions() as db:
+        rec = db.scalars(select(DocRecord.record).where(DocRecord.task == "faq_account", DocRecord.doc_id == 0)).one()
+    assert "Rubric: Only the facts of the reference count.\n" in rec["judge"]["judge_score"]["prompt"]
+    assert weak["judge"]["rubric_sha"] != "" and weak["scale"] == "1-10"
 
 
 def test_pairwise_in_both_orders_with_a_fair_and_a_position_biased_judge(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -237,6 +244,10 @@ def test_cli_judge_json_and_one_line_errors(runs: dict[str, Path]) -> None:
     assert "Traceback" not in bad.stderr
     one = cli("--pairwise", str(runs["weak"]))
     assert one.returncode == 2 and "--pairwise compares two runs, got 1" in one.stderr
+    empty = runs["weak"].parent / "empty_rubric.txt"
+    empty.write_text("  \n")
+    no_rubric = cli(str(runs["weak"]), "--rubric", str(empty))
+    assert no_rubric.returncode == 2 and "the file is empty" in no_rubric.stderr
 
 
 def test_a_failing_judge_server_gives_unparseable_items_not_losses(runs: dict[str, Path]) -> None:
