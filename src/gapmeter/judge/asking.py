@@ -55,9 +55,8 @@ class Judge:
         cache = ResponseCache(self.sessions, fingerprint) if self.sessions is not None else None
         out: list[str | None] = [None] * len(requests)
         if cache is not None:
-            for h, reply in cache.get_many(set(hashes)).items():
-                for pos in (i for i, x in enumerate(hashes) if x == h):
-                    out[pos] = str(reply)
+            cached = cache.get_many(set(hashes))
+            out = [str(cached[h]) if h in cached else None for h in hashes]
         todo = [i for i, r in enumerate(out) if r is None]
         recorder = RequestRecorder(self.sessions, fingerprint, self.backend) if self.sessions is not None else None
         since = time.perf_counter()
