@@ -305,6 +305,61 @@ def audit(
     print_audit(run_audit(opts, config, console), console)
 
 
+@app.command()
+def judge(
+    runs: Annotated[list[str], typer.Argument(help="run id / prefix / output dir (two with --pairwise)")],
+    judge_model: Annotated[str, typer.Option("--judge_model", "--judge-model", help="judge backend: hf | openai | ...")] = "openai",
+    judge_model_args: Annotated[str, typer.Option("--judge_model_args", "--judge-model-args", help="as --model_args, e.g. base_url=..,model=..")] = "",
+    pairwise: Annotated[bool, typer.Option("--pairwise", help="compare two runs, each pair in both orders")] = False,
+    rubric: Annotated[Path | None, typer.Option("--rubric", help="text file with the grading rubric")] = None,
+    scale: Annotated[str, typer.Option("--scale", help="1-10 | pass_fail")] = "1-10",
+    tasks: Annotated[str | None, typer.Option("--tasks", help="comma-separated tasks (default: every generation task)")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="store of the runs (default: GAPMETER_DB or runs/)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="--pairwise: JSON with every prompt and judgement")] = None,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+    max_tokens: Annotated[int, typer.Option("--max_tokens", "--max-tokens", help="judge reply length")] = 256,
+    as_json: JsonOption = False,
+) -> None:
+    """An LLM judges a run's free-form answers (stored as its metric judge_score / judge_pass)."""
+    from gapmeter.commands.judge import JudgeOptions, judge_command
+
+    _quiet_libraries("WARNING")
+    opts = JudgeOptions(list(runs), judge_model, judge_model_args, pairwise, rubric, scale,
+                        [t for t in (tasks or "").split(",") if t] or None, db, output, device, max_tokens=max_tokens)
+    doc = judge_command(opts, err_console if as_json else console, err_console)
+    if as_json:
+        emit_json(doc)
+
+
+task_app = typer.Typer(no_args_is_help=True, cls=WrappingGroup, help="Your own cases: a table → a task YAML.")
+app.add_typer(task_app, name="task")
+def _col(name: str, what: str) -> typer.models.OptionInfo:
+    return typer.Option(f"--{name}", f"--{name.replace('_', '-')}", help=f"the {what} column (default: inferred)")
+
+
+@task_app.command("init")
+def task_init(
+    data: Annotated[Path, typer.Argument(help="your cases: .csv, .tsv, .jsonl, .json, .parquet or .xlsx")],
+    input_col: Annotated[str | None, _col("input_col", "question / input")] = None,
+    target_col: Annotated[str | None, _col("target_col", "reference answer")] = None,
+    id_col: Annotated[str | None, _col("id_col", "item id")] = None,
+    category_col: Annotated[str | None, _col("category_col", "category (one subtask each)")] = None,
+    choices_col: Annotated[str | None, _col("choices_col", "choices (a list column, or several: A,B,C,D)")] = None,
+    human_col: Annotated[str | None, _col("human_col", "human label")] = None,
+    graded_col: Annotated[str | None, _col("graded_col", "human-graded answer")] = None,
+    name: Annotated[str | None, typer.Option(help="task name (default: the file's name)")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip_invalid", "--skip-invalid", help="leave malformed rows out (counted in results.json)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing YAML")] = False,
+) -> None:
+    """Write a task YAML beside DATA (columns inferred) and print the command that runs it."""
+    from gapmeter.commands.task_init import init_command
+
+    given = {"input": input_col, "target": target_col, "choices": choices_col, "id": id_col,
+             "category": category_col, "human_label": human_col, "graded_answer": graded_col}
+    init_command(data, given, name=name, skip_invalid=skip_invalid, force=force, console=console,
+                 err_console=err_console)
+
+
 selftest_app = typer.Typer(no_args_is_help=True, cls=WrappingGroup, help="Prove gapmeter's own machinery on planted ground truth.")
 app.add_typer(selftest_app, name="selftest")
 
@@ -401,7 +456,7 @@ def _help_style() -> None:
     boundaries and cuts nothing."""
     from gapmeter.commands.board import private_app, token_app
 
-    for typer_app in (app, selftest_app, board_app, token_app, private_app):
+    for typer_app in (app, selftest_app, task_app, board_app, token_app, private_app):
         typer_app.rich_markup_mode = None
 
 

@@ -347,6 +347,8 @@ def _sample_view(rec: dict[str, Any], key: str, correct: bool | None) -> dict[st
         "doc_id": rec.get("doc_id"), "prompt": prompt, "choices": continuations,
         "response": response, "target": rec.get("target"), "score": (rec.get("metrics") or {}).get(key),
         "correct": correct, "metrics": rec.get("metrics") or {},
+        # `gapmeter judge`: per judge metric, the prompt, the raw replies and the verdict
+        "judge": rec.get("judge") or {},
     }
 
 

@@ -45,7 +45,8 @@ __all__ = [
 
 Verdict = Literal["better", "worse", "no detectable difference"]
 #: Config keys that do not change what a score measures (where the data lives, labels).
-IGNORED_CONFIG_KEYS = frozenset({"description_text", "tags", "dimension", "source", "prompt_variant"})
+# added_metrics: scores given after the run (a judge's): runs judged and not judged still compare.
+IGNORED_CONFIG_KEYS = frozenset({"description_text", "tags", "dimension", "source", "prompt_variant", "added_metrics"})
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ class TaskInfo:
     @property
     def metrics(self) -> list[MetricInfo]:
         out = []
-        for m in self.config.get("metric_list") or [{"metric": "acc"}]:
+        # added_metrics: given after the run (`gapmeter judge`, store/runs.add_metric)
+        for m in [*(self.config.get("metric_list") or [{"metric": "acc"}]), *self.config.get("added_metrics", [])]:
             spec = METRICS.get(m["metric"])
             agg = m.get("aggregation") or (spec.aggregation if spec else "mean")
             hib = m.get("higher_is_better")

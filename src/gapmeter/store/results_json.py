@@ -139,9 +139,22 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             "seconds_by_phase": outcome.timings,
             # Speed, memory, tokens and cost per run/task/group (docs/efficiency.md).
             "efficiency": outcome.efficiency.to_json() if outcome.efficiency is not None else None,
+            # Malformed rows of users' tables left out with skip_invalid (docs/scenarios.md).
+            "skipped_rows": skipped_rows(outcome),
         },
         "total_evaluation_time_seconds": str(outcome.wall_seconds),
     }
+
+
+def skipped_rows(outcome: RunOutcome) -> dict[str, dict[str, Any]]:
+    """``task -> {count, rows}``: the malformed rows a task's source skipped (``skip_invalid``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in outcome.tasks:
+        task = outcome.plan.leaves[name].task
+        rows = [r for split in getattr(task, "base", task).skipped_rows.values() for r in split]
+        if rows:
+            out[name] = {"count": len(rows), "rows": rows}
+    return out
 
 
 def _redact(url: str) -> str:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gapmeter.outcomes import MetricResult, RunOutcome
@@ -98,4 +98,51 @@ def finish_run(sessions: sessionmaker[Session], outcome: RunOutcome) -> None:
         run.spec = {**run.spec, RESOLVED_TASKS_KEY: resolved_task_configs(outcome)}
         run.finished_at = utcnow()
         run.wall_seconds = outcome.wall_seconds
+        s.commit()
+
+
+def add_metric(sessions: sessionmaker[Session], run_id: str, metric: str,
+               per_doc: dict[tuple[str, int], tuple[float | None, dict[str, Any]]],
+               results: Iterable[MetricResult], *, detail_key: str) -> None:
+    """A metric computed after the run (a judge's verdicts) added to a complete run, in one
+    transaction: each doc's value under ``metrics["<metric>,none"]`` (None: not scored, e.g. an
+    unreadable verdict) and its details under ``record[detail_key][metric]``; the metric rows
+    (replacing an earlier ``metric``); and the metric in the run's resolved task configs (a
+    task's ``added_metrics``, a group's ``aggregates``), so
+    ``compare``, ``profile`` and the board read it like the run's own metrics."""
+    key = f"{metric},none"
+    results = list(results)
+    with sessions() as s:
+        rows = s.execute(select(DocRecord.id, DocRecord.task, DocRecord.doc_id, DocRecord.record)
+                         .where(DocRecord.run_id == run_id)).all()
+        for row_id, task, doc_id, record in rows:
+            if (task, doc_id) not in per_doc:
+                continue
+            value, detail = per_doc[(task, doc_id)]
+            metrics = {k: v for k, v in (record.get("metrics") or {}).items() if k != key}
+            if value is not None:
+                metrics[key] = value
+            details = {**(record.get(detail_key) or {}), metric: detail}
+            s.execute(update(DocRecord).where(DocRecord.id == row_id)
+                      .values(record={**record, "metrics": metrics, detail_key: details}))
+        s.execute(delete(MetricValue).where(MetricValue.run_id == run_id, MetricValue.metric == metric))
+        if results:
+            s.execute(insert(MetricValue), [metric_row(run_id, m) for m in results])
+        run = s.get(Run, run_id)
+        assert run is not None
+        resolved = {name: dict(d) for name, d in (run.spec or {}).get(RESOLVED_TASKS_KEY, {}).items()}
+        scored = {m.task for m in results}
+        for name, d in resolved.items():
+            if name not in scored:
+                continue
+            if d.get("kind") == "task":
+                cfg = dict(d.get("config") or {})
+                kept = [m for m in cfg.get("added_metrics") or [] if m.get("metric") != metric]
+                cfg["added_metrics"] = [*kept, {"metric": metric, "aggregation": "mean", "higher_is_better": True}]
+                d["config"] = cfg
+            else:
+                kept = [a for a in d.get("aggregates") or [] if a.get("metric") != metric]
+                d["aggregates"] = [*kept, {"metric": metric, "weight_by_size": True, "filter_list": ["none"]}]
+        if resolved:
+            run.spec = {**run.spec, RESOLVED_TASKS_KEY: resolved}
         s.commit()

@@ -14,6 +14,14 @@ from gapmeter.tasks.schema import Source
 Splits = dict[str, list[dict[str, Any]]]
 
 
+def _local_path(rel: str, root: Path, yaml_dir: Path | None) -> Path:
+    """A local file: ``./x`` or ``../x`` is relative to the task's YAML (a user's cases beside
+    it, written by ``gapmeter task init``); any other relative path is under the data dir."""
+    if yaml_dir is not None and rel.startswith(("./", "../")):
+        return yaml_dir / rel
+    return root / rel
+
+
 def load_splits(
     task: str, source: Source, wanted: set[str], *, data_dir: Path | None, yaml_dir: Path | None
 ) -> Splits:
@@ -47,7 +55,7 @@ def load_splits(
             if rel is None:
                 missing.append(f"split {split!r} (no local file for it)")
                 continue
-            paths = [root / r for r in ([rel] if isinstance(rel, str) else rel)]
+            paths = [_local_path(r, root, yaml_dir) for r in ([rel] if isinstance(rel, str) else rel)]
             absent = [p for p in paths if not p.exists()]
             if absent:
                 missing.append(f"data file {absent[0]}")

@@ -1,4 +1,4 @@
-"""Generic readers for benchmark files, with errors a user can act on.
+"""Generic readers for benchmark files (and users' own tables: ``.xlsx`` too), with errors a user can act on.
 
 Every reader returns a plain list (no iterators): benchmark files are small, and a list lets the
 caller check counts and alignment (PIQA's labels file) before converting anything. A malformed
@@ -226,6 +226,59 @@ def read_parquet(path: Path) -> list[Row]:
         return pq.read_table(path).to_pylist()
     except Exception as err:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: not a readable Parquet file ({_short(str(err), 120)})") from None
+
+
+def _cell(value: Any) -> Any:
+    """A spreadsheet cell as a reader of the CSV would see it: empty → ``""``, a whole float
+    (Excel stores every number as one) → int, dates → ISO text."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def read_xlsx_numbered(path: Path, sheet: str | None = None) -> list[NumberedRow]:
+    """``(sheet_row_number, row)`` for each non-empty row under the header row of an ``.xlsx``
+    sheet (the first sheet unless ``sheet`` names one); cached formula values, not formulas."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise ConfigError(f"{path}: reading .xlsx needs openpyxl: pip install openpyxl") from None
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # zipfile, KeyError, InvalidFileException: all "not a workbook"
+        raise DataError(f"{path}: not a readable .xlsx workbook ({_short(str(err), 120)})") from None
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise DataError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(book.sheetnames)})")
+        rows = (book[sheet] if sheet is not None else book.worksheets[0]).iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None:
+            return []
+        names = [str(_cell(h)).strip() for h in header]
+        while names and not names[-1]:
+            names.pop()
+        if len(set(names)) != len(names) or "" in names:
+            raise DataError(f"{path}:row 1: header cells must be non-empty and distinct, got {names}")
+        out: list[NumberedRow] = []
+        for number, values in enumerate(rows, start=2):
+            cells = [_cell(v) for v in values]
+            if not any(c != "" for c in cells):
+                continue
+            extra = [c for c in cells[len(names):] if c != ""]
+            if extra:
+                raise DataError(f"{path}:row {number}: a value beyond the last named column ({_short(extra[0])})")
+            cells += [""] * (len(names) - len(cells))
+            out.append((number, dict(zip(names, cells[: len(names)], strict=True))))
+        return out
+    finally:
+        book.close()
 
 
 def read_text_lines(path: Path) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gapmeter.errors import ConfigError, DataError
+from gapmeter.notices import notice
 from gapmeter.requests import (
     GenerateRequest,
     LoglikelihoodRequest,
@@ -29,6 +30,7 @@ from gapmeter.requests import (
 from gapmeter.tasks.chat import Message, PromptFormat, maybe_delimit, qa_turn, render
 from gapmeter.tasks.data import load_splits
 from gapmeter.tasks.fewshot import DEFAULT_FEWSHOT_SEED, FewShotSampler
+from gapmeter.tasks.formats.user_table import TableRows
 from gapmeter.tasks.hooks import resolve_hook
 from gapmeter.tasks.schema import GenerationConfig, HookRef, TaskConfig
 from gapmeter.tasks.task_metrics import TaskMetric, resolve_task_metrics
@@ -69,6 +71,8 @@ class Task:
         self.data_dir = data_dir
         self._hooks: dict[str, Callable[..., Any]] = {}
         self._loaded: dict[str, list[dict[str, Any]]] = {}
+        # split -> one problem line per malformed row left out of a user table (skip_invalid)
+        self.skipped_rows: dict[str, list[str]] = {}
         # A few-shot example's rendered text, by the example doc's identity: a 25-shot task
         # renders each pool doc for hundreds of eval docs otherwise (templates are pure).
         self._examples: dict[int, tuple[dict[str, Any], str]] = {}
@@ -92,7 +96,13 @@ class Task:
             )
             if name not in splits:
                 raise DataError(f"task {self.name}: split {name!r} is not available from its source")
-            self._loaded[name] = splits[name]
+            rows = splits[name]
+            self._loaded[name] = rows
+            skipped = rows.skipped if isinstance(rows, TableRows) else []
+            if skipped:
+                self.skipped_rows[name] = skipped
+                notice(f"task {self.name}: {len(skipped)} malformed row(s) skipped (--skip_invalid); "
+                       f"the first: {skipped[0]}")
         return self._loaded[name]
 
     def _process(self, docs: list[dict[str, Any]], hook: str | None) -> list[dict[str, Any]]:

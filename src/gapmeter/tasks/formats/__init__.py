@@ -35,6 +35,7 @@ from gapmeter.tasks.formats import (  # noqa: F401
     openbookqa_jsonl,
     piqa_jsonl_labels,
     truthfulqa_mc_json,
+    user_table,
 )
 from gapmeter.tasks.formats.agieval_jsonl import agieval_query
 from gapmeter.tasks.formats.registry import (
