@@ -382,6 +382,32 @@ def submit(
     console.print(f"{state}: {answer['model']} → {board.rstrip('/')}{answer['url']}", highlight=False)
 
 
+@app.command("import")
+def import_runs(
+    dirs: Annotated[list[Path], typer.Argument(help="lm-eval --output_path directories (results_*.json + samples_*.jsonl/.parquet)")],
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: GAPMETER_DB or runs/gapmeter.sqlite)")] = None,
+    aggregates_only: Annotated[bool, typer.Option("--aggregates_only", help="import runs lacking samples files with their scores only")] = False,
+    include_path: Annotated[list[Path] | None, typer.Option("--include_path", help="extra task YAML directory")] = None,
+) -> None:
+    """Import lm-eval results into the store as runs (see docs/lm-eval.md)."""
+    from gapmeter.commands.import_lm_eval import import_lm_eval, print_imported
+
+    print_imported(import_lm_eval(dirs, db, aggregates_only=aggregates_only, include_path=include_path), console)
+
+
+@app.command("export")
+def export(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="run id (or unique prefix) or run output directory")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="where to write")],
+    fmt: Annotated[str, typer.Option("--format", help="output layout: lm-eval")] = "lm-eval",
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: GAPMETER_DB or runs/gapmeter.sqlite)")] = None,
+) -> None:
+    """Write a stored run in lm-eval's layout (results_<date>.json, samples_<task>_<date>.jsonl)."""
+    from gapmeter.commands.export import export_run
+
+    console.print(f"wrote {export_run(run_ref, directory, fmt=fmt, db=db)}", highlight=False)
+
+
 def _help_style() -> None:
     """Plain click help everywhere: typer's rich help is a boxed table that cuts option names and
     help text to '…' when the terminal is narrower than its widest row (a pipe counts as 80

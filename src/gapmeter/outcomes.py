@@ -106,3 +106,7 @@ class RunOutcome:
     output_path: Path | None
     timings: dict[str, float] = field(default_factory=dict)
     efficiency: EfficiencyReport | None = None
+    #: known only while the run is on: its start (unix seconds, lm-eval's ``date``) and lm-eval's
+    #: tokenizer keys (``store/lm_eval_layout.tokenizer_info``), for results.json
+    started_unix: float | None = None
+    tokenizer_info: dict[str, Any] = field(default_factory=dict)

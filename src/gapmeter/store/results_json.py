@@ -1,15 +1,18 @@
-"""Plain JSON results in lm-evaluation-harness's layout, written atomically.
+"""A run's outputs in lm-evaluation-harness 0.4.13's layout, written atomically.
 
-``results.json`` has ``results[task]["acc,none"]``, ``"acc_stderr,none"``, ``configs``,
-``versions``, ``n-shot``, ``n-samples`` and ``higher_is_better`` as lm-eval writes them, plus
-gapmeter's extras under their own keys (``"acc_ci95,none"``, ``"acc_clustered_stderr,none"``,
-``gapmeter``). With ``--log_samples``, ``samples_<task>.jsonl`` has one line per doc.
+``<output_path>/<model_name_sanitized>/results_<date_id>.json`` has every key lm-eval writes
+(``results[task]["acc,none"]``, ``"acc_stderr,none"``, ``configs``, ``versions``, ``n-shot``,
+``n-samples``, ``higher_is_better``, ``config``, ``task_hashes``, the environment, tokenizer and
+chat-template keys...), plus gapmeter's extras under keys lm-eval does not use
+(``"acc_ci95,none"``, ``"acc_clustered_stderr,none"``, ``gapmeter``). With ``--log_samples``,
+``samples_<task>_<date_id>.jsonl`` beside it has lm-eval's lines (``store/lm_eval_layout.py``).
+``<output_path>/results.json`` is the same document under a fixed name (what ``compare``,
+``submit`` and scripts open).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import tempfile
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any, get_args
 import gapmeter
 from gapmeter.fsutil import umask_file_mode
 from gapmeter.requests import RequestKind, doc_hash
+from gapmeter.store import lm_eval_layout as layout
 from gapmeter.tasks.task import DocPlan, DocScore
 
 if TYPE_CHECKING:
@@ -50,16 +54,17 @@ def sample_record(plan: DocPlan, score: DocScore) -> dict[str, Any]:
         "filters": list(score.metrics),
         "metrics": {f"{m},{f}": v for f, ms in score.metrics.items() for m, v in ms.items()},
         "doc_hash": doc_hash(plan.doc),
-        "prompt_hash": _sha(json.dumps([list(r.args())[0] for r in plan.requests], ensure_ascii=False, default=str)),
+        "prompt_hash": layout.prompt_hash(arguments),
         "target_hash": _sha(str(score.target)),
     }
     return record
 
 
 def results_document(outcome: RunOutcome) -> dict[str, Any]:
+    """The run's results document: lm-eval's keys in lm-eval's order, then ``gapmeter``."""
     results: dict[str, dict[str, Any]] = {}
     for name, task in outcome.tasks.items():
-        entry: dict[str, Any] = {"alias": name}
+        entry: dict[str, Any] = {"name": name, "alias": name, "sample_len": len(task.scores)}
         for m in task.metrics:
             key = f"{m.metric},{m.filter}"
             entry[key] = _num(m.value)
@@ -88,10 +93,12 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         leaf = outcome.plan.leaves[name]
         cfg = leaf.task.config.model_dump(mode="json", exclude_none=True)
         cfg["num_fewshot"] = task.num_fewshot
-        configs[name] = cfg
-    return {
+        source = str(leaf.task.yaml_dir) if leaf.task.yaml_dir else "gapmeter"
+        configs[name] = layout.task_config(cfg, leaf.task.config.version,
+                                           {**layout.model_args_dict(outcome.spec.model_args), "config_source": source})
+    doc: dict[str, Any] = {
         "results": results,
-        "groups": groups,
+        **({"groups": groups} if groups else {}),
         "group_subtasks": {g: node.children for g, node in outcome.plan.groups.items()}
         | {t: [] for t in outcome.tasks if t in outcome.plan.top},
         "configs": configs,
@@ -100,31 +107,61 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "n-shot": {n: t.num_fewshot for n, t in outcome.tasks.items()},
         "higher_is_better": {n: {m.metric: m.higher_is_better for m in t.metrics} for n, t in outcome.tasks.items()},
         "n-samples": {n: {"original": t.n_docs_total, "effective": len(t.scores)} for n, t in outcome.tasks.items()},
-        "config": {
-            "model": outcome.spec.model,
-            "model_args": outcome.spec.model_args,
-            "model_info": outcome.model_info,
-            # which scoring path produced the numbers and whether they are lm-eval's bit for bit
-            "scoring_path": outcome.model_info.get("scoring_path"),
-            "batch_size": outcome.spec.batch_size,
-            "device": outcome.spec.device,
-            "limit": outcome.spec.limit,
-            "bootstrap_iters": outcome.spec.bootstrap_iters,
-            "fewshot_seed": outcome.spec.fewshot_seed,
-        },
-        "gapmeter": {
-            "version": gapmeter.__version__,
-            "run_id": outcome.run_id,
-            "db": _redact(outcome.db_url),
-            "computed_requests": outcome.computed_requests,
-            "cached_requests": outcome.cached_requests,
-            "seconds_by_request_type": {k: v for k, v in outcome.timings.items() if k in get_args(RequestKind)},
-            # prompts, model_load, each request type, metrics: where the run's time went
-            "seconds_by_phase": outcome.timings,
-            # Speed, memory, tokens and cost per run/task/group (docs/efficiency.md).
-            "efficiency": outcome.efficiency.to_json() if outcome.efficiency is not None else None,
-        },
-        "total_evaluation_time_seconds": str(outcome.wall_seconds),
+        "config": _config(outcome),
+    }
+    spec = outcome.spec
+    task_hashes = {}
+    if spec.log_samples:
+        task_hashes = {name: layout.task_hash(line for p, s in zip(t.plans, t.scores, strict=True)
+                                              for line in layout.sample_lines(sample_record(p, s)))
+                       for name, t in outcome.tasks.items()}
+    doc.update({"git_hash": layout.git_hash(), "date": outcome.started_unix or 0.0, **layout.env_info(),
+                **outcome.tokenizer_info, "task_hashes": task_hashes})
+    # The chat-template options (issue 15, point 1) are read where the spec has them.
+    doc.update(layout.chat_info(spec.model_args, getattr(spec, "system_instruction", None),
+                                outcome.model_info.get("chat_template"),
+                                bool(getattr(spec, "fewshot_as_multiturn", False)), spec.model))
+    doc["total_evaluation_time_seconds"] = str(outcome.wall_seconds)
+    doc[layout.EXTRA_KEY] = {
+        "version": gapmeter.__version__,
+        "run_id": outcome.run_id,
+        "db": _redact(outcome.db_url),
+        "computed_requests": outcome.computed_requests,
+        "cached_requests": outcome.cached_requests,
+        "seconds_by_request_type": {k: v for k, v in outcome.timings.items() if k in get_args(RequestKind)},
+        # prompts, model_load, each request type, metrics: where the run's time went
+        "seconds_by_phase": outcome.timings,
+        # Speed, memory, tokens and cost per run/task/group (docs/efficiency.md).
+        "efficiency": outcome.efficiency.to_json() if outcome.efficiency is not None else None,
+    }
+    return doc
+
+
+def _config(outcome: RunOutcome) -> dict[str, Any]:
+    """lm-eval's ``config`` block (model, HFLM's model info, execution) plus gapmeter's."""
+    spec, info = outcome.spec, outcome.model_info
+    hf_info = {"model_num_parameters": info.get("num_parameters"),
+               "model_dtype": f"torch.{info['dtype']}" if info.get("dtype") else None,
+               "model_revision": info.get("revision") or "main", "model_sha": info.get("sha", "")}
+    return {
+        "model": spec.model,
+        "model_args": layout.model_args_dict(spec.model_args),
+        # HFLM's get_model_info keys, for the backends that load weights
+        **(hf_info if "num_parameters" in info else {}),
+        "batch_size": layout.batch_size_value(spec.batch_size),
+        "batch_sizes": [],
+        "device": spec.device,
+        "use_cache": None,
+        "limit": spec.limit,
+        "bootstrap_iters": spec.bootstrap_iters,
+        "gen_kwargs": getattr(spec, "gen_kwargs", None),
+        "random_seed": 0,
+        "numpy_seed": 1234,
+        "torch_seed": 1234,
+        "fewshot_seed": spec.fewshot_seed,
+        "model_info": info,
+        # which scoring path produced the numbers and whether they are lm-eval's bit for bit
+        "scoring_path": info.get("scoring_path"),
     }
 
 
@@ -151,15 +188,31 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_outputs(outcome: RunOutcome) -> None:
+def output_dir(output_path: Path, document: dict[str, Any]) -> Path:
+    """lm-eval's folder for a run's files: ``<output_path>/<model_name_sanitized>``."""
+    return output_path / str(document.get("model_name_sanitized") or "model")
+
+
+def write_lm_eval_layout(directory: Path, document: dict[str, Any], records: dict[str, list[dict[str, Any]]],
+                         date: str) -> Path:
+    """``samples_<task>_<date>.jsonl`` per task in ``records`` (stored per-doc records), then
+    ``results_<date>.json``; returns the results file."""
+    for task, recs in records.items():
+        lines = [layout.dumps(line) for rec in recs for line in layout.sample_lines(rec)]
+        atomic_write(directory / layout.samples_file_name(task, date), "".join(x + "\n" for x in lines))
+    path = directory / layout.results_file_name(date)
+    atomic_write(path, layout.dumps(document, indent=2))
+    return path
+
+
+def write_outputs(outcome: RunOutcome, document: dict[str, Any] | None = None) -> None:
     assert outcome.output_path is not None
     out = Path(outcome.output_path)
+    document = document if document is not None else results_document(outcome)
+    records = {}
     if outcome.spec.log_samples:
-        for name, task in outcome.tasks.items():
-            lines = [
-                json.dumps(sample_record(p, s), ensure_ascii=False, default=str)
-                for p, s in zip(task.plans, task.scores, strict=True)
-            ]
-            atomic_write(out / f"samples_{name}.jsonl", "\n".join(lines) + "\n")
+        records = {name: [sample_record(p, s) for p, s in zip(task.plans, task.scores, strict=True)]
+                   for name, task in outcome.tasks.items()}
+    write_lm_eval_layout(output_dir(out, document), document, records, layout.date_id())
     # results.json last: its presence means the whole run's outputs are there.
-    atomic_write(out / "results.json", json.dumps(results_document(outcome), indent=2, ensure_ascii=False, default=str))
+    atomic_write(out / "results.json", layout.dumps(document, indent=2))
