@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -195,9 +194,21 @@ def test_imported_lm_eval_run_pairs_identically_with_the_gapmeter_run(runs: dict
     report = compare_runs(runs["db"], runs["run_id"], imported.id, iters=200)
     (row,) = report.rows
     assert row.result.test == "identical" and row.result.n == LIMIT and row.result.diff == 0
-    listing = subprocess.run([sys.executable, "-m", "gapmeter.cli", "runs", "--db", runs["db"], "--json"],
-                             capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
-    assert listing.returncode == 0 and imported.id in listing.stdout
+    # runs, profile, pareto and the board read it like a run of their own
+    listing = _cli("runs", "--db", runs["db"], "--json")
+    assert listing.returncode == 0 and imported.id in listing.stdout, listing.stderr
+    prof = _cli("profile", runs["run_id"], imported.id, "--db", runs["db"], "--json",
+                "--output_path", str(runs["root"] / "profile"))
+    assert prof.returncode == 0 and imported.id in prof.stdout, prof.stderr
+    par = _cli("pareto", runs["run_id"], imported.id, "--db", runs["db"], "--task", TASK, "--json",
+               "--out", str(runs["root"] / "pareto"))
+    assert par.returncode == 0 and imported.id in par.stdout, par.stderr
+    from gapmeter.board.readmodel import SnapshotCache
+    from gapmeter.store.db import open_store
+
+    with open_store(runs["db"])() as session:
+        snap = SnapshotCache().get(session)
+    assert imported.id in snap.runs and TASK in snap.tasks
 
 
 def test_export_equals_log_samples_output_and_round_trips(runs: dict[str, Any], tmp_path: Path) -> None:
@@ -247,6 +258,12 @@ def test_bad_input_is_one_line_and_stores_nothing(runs: dict[str, Any], tmp_path
         import_lm_eval([bad], db)
     (agg,) = import_lm_eval([bad], db, aggregates_only=True)
     assert agg.aggregates_only == [TASK] and agg.docs == 0
+    (full,) = import_lm_eval([good], db)
+    report = compare_runs(db, full.id, agg.id)
+    assert report.rows == [] and report.notes == [
+        f"{TASK}: no paired test (run {agg.id} was imported without per-doc samples; only its aggregate scores are stored)"]
+    stored = open_run(agg.id, db).metric_values()[(TASK, "acc", "none")]
+    assert stored.value == open_run(full.id, db).metric_values()[(TASK, "acc", "none")].value and stored.n == LIMIT
 
     unknown = tmp_path / "unknown"
     shutil.copytree(runs["ref"], unknown)

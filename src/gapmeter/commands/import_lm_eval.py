@@ -190,12 +190,7 @@ def _read_run(results_path: Path, registry: TaskRegistry, aggregates_only: bool)
         lines = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
         if not lines:
             raise DataError(f"{path}: no samples in the file")
-        by_doc: dict[int, list[dict[str, Any]]] = {}
-        for line in lines:
-            by_doc.setdefault(int(line["doc_id"]), []).append(line)
-        for doc_id, doc_lines in by_doc.items():
-            gm_hash = doc_hash(doc_lines[0]["doc"])
-            records.append((task, doc_id, gm_hash, layout.record_from_lines(doc_lines, gm_hash)))
+        records += [(task, int(r["doc_id"]), r["doc_hash"], r) for r in layout.records_from_lines(lines, doc_hash)]
     extra = doc.get(layout.EXTRA_KEY) if isinstance(doc.get(layout.EXTRA_KEY), dict) else {}
     with_samples = sorted(set(leaves) - set(missing))
     run_id = extra.get("run_id") or hashlib.sha256(
@@ -224,7 +219,23 @@ def _read_run(results_path: Path, registry: TaskRegistry, aggregates_only: bool)
         "wall_seconds": _num(_float(doc.get("total_evaluation_time_seconds"))),
     }
     summary = ImportedRun(run_id, results_path, model, leaves, len(records), missing)
-    return row, records, _metrics(doc, leaves), summary
+    return row, records, _metrics(doc, leaves), _efficiency(doc, leaves, records, row["wall_seconds"]), summary
+
+
+def _efficiency(doc: dict[str, Any], leaves: list[str], records: list[DocRow], wall: float | None) -> list[dict[str, Any]]:
+    """What lm-eval's files say about cost and speed: items, requests and the run's wall time;
+    no per-request timings, tokens or cost (``pareto`` shows such a run without them)."""
+    n_samples = doc.get("n-samples") or {}
+    rows = []
+    for scope, task in [("run", ""), *(("task", t) for t in leaves)]:
+        mine = [r for t, _, _, r in records if not task or t == task]
+        items = len(mine) if mine else sum(int((n_samples.get(t) or {}).get("effective") or 0)
+                                           for t in (leaves if not task else [task]))
+        rows.append({"scope": scope, "task": task, "n_items": items,
+                     "n_requests": sum(len(r.get("arguments") or {}) for r in mine), "n_timed_requests": 0,
+                     "wall_seconds": wall if scope == "run" else None,
+                     "summary": {"source": "lm-eval", "note": "imported: no per-request timings, tokens or cost"}})
+    return rows
 
 
 def _float(x: Any) -> float | None:
@@ -254,7 +265,7 @@ def import_lm_eval(dirs: list[Path], db: str | None, *, aggregates_only: bool = 
     registry = TaskRegistry.load(include_path)
     runs = [_read_run(path, registry, aggregates_only) for d in dirs for path in _results_files(d)]
     sessions = open_store(resolve_db_url(db, None))  # created only once every file has been read
-    stored = save_imported_runs(sessions, [(row, records, metrics) for row, records, metrics, _ in runs])
+    stored = save_imported_runs(sessions, [run[:4] for run in runs])
     for (*_, summary), ok in zip(runs, stored, strict=True):
         summary.stored = ok
     return [summary for *_, summary in runs]

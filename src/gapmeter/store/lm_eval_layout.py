@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -88,6 +88,13 @@ def parse_samples_name(name: str) -> tuple[str, str] | None:
     ``get_file_task_name``: the task is between the first and the last underscore)."""
     m = _SAMPLES_NAME.match(name)
     return (m["task"], m["date"]) if m else None
+
+
+def latest_samples_file(folder: Path, task: str) -> Path | None:
+    """The newest ``samples_<task>_<date_id>.jsonl`` in ``folder`` (lm-eval's ``get_latest_filename``)."""
+    found = [(p, parse_samples_name(p.name)) for p in folder.glob(f"samples_{task}_*.jsonl")] if folder.is_dir() else []
+    dated = [(parsed[1], p) for p, parsed in found if parsed and parsed[0] == task]
+    return max(dated)[1] if dated else None
 
 
 # --------------------------------------------------------------------------- sample lines
@@ -160,7 +167,7 @@ def _parse_response(x: Any) -> Any:
 def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str) -> dict[str, Any]:
     """One doc's sample lines (one per filter) as gapmeter's stored record."""
     first = lines[0]
-    extra = first.get(EXTRA_KEY) if isinstance(first.get(EXTRA_KEY), dict) else {}
+    extra: dict[str, Any] = first[EXTRA_KEY] if isinstance(first.get(EXTRA_KEY), dict) else {}
     filters = [line["filter"] for line in lines]
     return {
         "doc_id": first["doc_id"],
@@ -176,6 +183,14 @@ def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str) -> di
         "prompt_hash": first["prompt_hash"],
         "target_hash": first["target_hash"],
     }
+
+
+def records_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: Callable[[Any], str]) -> list[dict[str, Any]]:
+    """A samples file's lines as stored records, one per doc (in file order)."""
+    by_doc: dict[Any, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_doc.setdefault(line["doc_id"], []).append(line)
+    return [record_from_lines(group, gapmeter_doc_hash(group[0]["doc"])) for group in by_doc.values()]
 
 
 def task_hash(lines: Iterable[dict[str, Any]]) -> str:

@@ -13,6 +13,7 @@ chat-template keys...), plus gapmeter's extras under keys lm-eval does not use
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import tempfile
@@ -191,6 +192,12 @@ def atomic_write(path: Path, text: str) -> None:
 def output_dir(output_path: Path, document: dict[str, Any]) -> Path:
     """lm-eval's folder for a run's files: ``<output_path>/<model_name_sanitized>``."""
     return output_path / str(document.get("model_name_sanitized") or "model")
+
+
+def samples_path(run_dir: Path, task: str) -> Path | None:
+    """A run's newest ``samples_<task>_<date_id>.jsonl`` (via its ``results.json``), else None."""
+    document = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    return layout.latest_samples_file(output_dir(run_dir, document), task)
 
 
 def write_lm_eval_layout(directory: Path, document: dict[str, Any], records: dict[str, list[dict[str, Any]]],

@@ -18,7 +18,7 @@ from gapmeter.outcomes import MetricResult, RunOutcome
 from gapmeter.requests import doc_hash
 from gapmeter.spec import RunSpec
 from gapmeter.store import results_json
-from gapmeter.store.models import DocRecord, MetricValue, Run, utcnow
+from gapmeter.store.models import DocRecord, EfficiencyValue, MetricValue, Run, utcnow
 from gapmeter.store.task_configs import RESOLVED_TASKS_KEY, resolved_task_configs
 
 #: the run's results document (lm-eval's layout), in the run's spec JSON
@@ -108,7 +108,8 @@ def finish_run(sessions: sessionmaker[Session], outcome: RunOutcome, document: d
         s.commit()
 
 
-ImportedRow = tuple[dict[str, Any], list[DocRow], list[MetricResult]]  # run row, records, metrics
+#: run row, records, metrics, efficiency rows (``EfficiencyValue`` columns without ``run_id``)
+ImportedRow = tuple[dict[str, Any], list[DocRow], list[MetricResult], list[dict[str, Any]]]
 
 
 def save_imported_runs(sessions: sessionmaker[Session], runs: list[ImportedRow]) -> list[bool]:
@@ -117,7 +118,7 @@ def save_imported_runs(sessions: sessionmaker[Session], runs: list[ImportedRow])
     store made itself is left as it is (its entry in the answer is False)."""
     stored = []
     with sessions() as s, s.begin():
-        for row, records, metrics in runs:
+        for row, records, metrics, efficiency in runs:
             run = s.get(Run, row["id"])
             if run is not None and not (run.spec or {}).get(IMPORTED_KEY):
                 stored.append(False)
@@ -129,5 +130,8 @@ def save_imported_runs(sessions: sessionmaker[Session], runs: list[ImportedRow])
                     setattr(run, key, value)
             s.flush()
             save_results(s, row["id"], records, metrics)
+            s.execute(delete(EfficiencyValue).where(EfficiencyValue.run_id == row["id"]))
+            if efficiency:
+                s.execute(insert(EfficiencyValue), [{"run_id": row["id"], **e} for e in efficiency])
             stored.append(True)
     return stored
