@@ -174,9 +174,20 @@ def test_sample_lines_one_per_filter() -> None:
     assert [(x["filter"], x["metrics"], x["exact_match"]) for x in lines] == [("strict", ["exact_match"], 1.0),
                                                                             ("flex", ["exact_match"], 0.0)]
     assert lines[0]["target"] == "2" and lines[0]["prompt_hash"] == layout.hash_string("Q: 1+1\nA:")
-    back = layout.record_from_lines(lines, "h")
+    back = layout.record_from_lines(lines, "h", "generate_until")
     assert back["metrics"] == record["metrics"] and back["filtered_resps"] == record["filtered_resps"]
     assert back["fewshot_ids"] == [7] and back["filters"] == ["strict", "flex"]
+    # stringified responses come back typed by the task's output type
+    mc = {**record, "resps": [[[-1.5, True]], [[-2.25, False]]], "filtered_resps": {"none": [[-1.5, True], [-2.25, False]]},
+          "filters": ["none"], "metrics": {"acc,none": 1.0}}
+    mc_lines = layout.sample_lines(mc)
+    assert mc_lines[0]["resps"] == [[["-1.5", "True"]], [["-2.25", "False"]]]
+    assert layout.record_from_lines(mc_lines, "h", "multiple_choice")["resps"] == mc["resps"]
+    rolling = {**record, "resps": [[-12.5]], "filtered_resps": {"none": [-12.5]}, "filters": ["none"],
+               "metrics": {"word_perplexity,none": [-12.5, 3]}}
+    back = layout.record_from_lines(layout.sample_lines(rolling), "h", "loglikelihood_rolling")
+    assert back["resps"] == [[-12.5]] and back["filtered_resps"] == {"none": [-12.5]}
+    assert back["metrics"] == rolling["metrics"]
 
 
 def _run_count(db: str) -> int:
@@ -275,3 +286,25 @@ def test_bad_input_is_one_line_and_stores_nothing(runs: dict[str, Any], tmp_path
         import_lm_eval([unknown], db)
     with pytest.raises(DataError, match="no such directory"):
         import_lm_eval([tmp_path / "missing"], db)
+
+
+def test_parquet_samples_import_as_the_jsonl_ones(runs: dict[str, Any], tmp_path: Path) -> None:
+    """The leaderboards' "details" datasets: the same records as parquet."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "details" / _model_dir(runs["ref"]).name
+    shutil.copytree(_model_dir(runs["ref"]), folder)
+    jsonl = _only(folder, "samples_*.jsonl")
+    lines = _lines(jsonl)
+    pq.write_table(pa.Table.from_pylist(lines), jsonl.with_suffix(".parquet"))
+    jsonl.unlink()
+    db = f"sqlite:///{tmp_path / 'pq.sqlite'}"
+    (from_parquet,) = import_lm_eval([tmp_path / "details"], db)
+    (from_jsonl,) = import_lm_eval([runs["ref"]], runs["db"])
+    assert from_parquet.id == from_jsonl.id and from_parquet.docs == LIMIT
+    a, b = open_run(from_parquet.id, db), open_run(from_jsonl.id, runs["db"])
+    assert a.doc_values(TASK, "acc_norm", "none") == b.doc_values(TASK, "acc_norm", "none")
+    assert len(a.doc_values(TASK, "acc_norm", "none")) == LIMIT

@@ -190,7 +190,9 @@ def _read_run(results_path: Path, registry: TaskRegistry, aggregates_only: bool)
         lines = _read_parquet(path) if path.suffix == ".parquet" else _read_jsonl(path)
         if not lines:
             raise DataError(f"{path}: no samples in the file")
-        records += [(task, int(r["doc_id"]), r["doc_hash"], r) for r in layout.records_from_lines(lines, doc_hash)]
+        output_type = (doc["configs"].get(task) or {}).get("output_type")
+        records += [(task, int(r["doc_id"]), r["doc_hash"], r)
+                    for r in layout.records_from_lines(lines, doc_hash, output_type)]
     extra = doc.get(layout.EXTRA_KEY) if isinstance(doc.get(layout.EXTRA_KEY), dict) else {}
     with_samples = sorted(set(leaves) - set(missing))
     run_id = extra.get("run_id") or hashlib.sha256(

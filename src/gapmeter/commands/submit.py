@@ -52,7 +52,8 @@ def build_payload(run_dir: Path, model_name: str | None = None) -> dict[str, Any
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{i}: malformed JSON ({err})") from None
         try:
-            samples[task] = layout.records_from_lines(rows, doc_hash)
+            output_type = (configs[task] or {}).get("output_type") if isinstance(configs[task], dict) else None
+            samples[task] = layout.records_from_lines(rows, doc_hash, output_type)
         except (KeyError, TypeError, IndexError) as err:
             raise DataError(f"{path}: not lm-eval sample lines (field {err})") from None
     return {"format": FORMAT, "model_name": model_name or default_name(results), "results": results, "samples": samples}

@@ -151,21 +151,28 @@ def sample_lines(record: dict[str, Any]) -> list[dict[str, Any]]:
     return lines
 
 
-def _parse_response(x: Any) -> Any:
-    """A stringified response back to its value: ``["-1.5", "True"]`` is a loglikelihood pair,
-    anything else stays as written (generated text)."""
-    if isinstance(x, list) and len(x) == 2 and all(isinstance(i, str) for i in x) and x[1] in ("True", "False"):
+def _parse_response(x: Any, output_type: str | None) -> Any:
+    """A stringified response back to its value, by the task's output type: ``["-1.5", "True"]``
+    is a loglikelihood pair, ``"-12.5"`` a rolling loglikelihood, generated text stays text."""
+    if isinstance(x, list):
+        if output_type in ("multiple_choice", "loglikelihood") and len(x) == 2 and all(isinstance(i, str) for i in x) \
+                and x[1] in ("True", "False"):
+            try:
+                return [float(x[0]), x[1] == "True"]
+            except ValueError:
+                return x
+        return [_parse_response(i, output_type) for i in x]
+    if output_type == "loglikelihood_rolling" and isinstance(x, str):
         try:
-            return [float(x[0]), x[1] == "True"]
+            return float(x)
         except ValueError:
             return x
-    if isinstance(x, list):
-        return [_parse_response(i) for i in x]
     return x
 
 
-def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str) -> dict[str, Any]:
-    """One doc's sample lines (one per filter) as gapmeter's stored record."""
+def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str, output_type: str | None) -> dict[str, Any]:
+    """One doc's sample lines (one per filter) as gapmeter's stored record; ``output_type`` (the
+    task's) says how to read the stringified responses back."""
     first = lines[0]
     extra: dict[str, Any] = first[EXTRA_KEY] if isinstance(first.get(EXTRA_KEY), dict) else {}
     filters = [line["filter"] for line in lines]
@@ -175,8 +182,8 @@ def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str) -> di
         "target": first["target"],
         "fewshot_ids": list(extra.get("fewshot_ids") or []),
         "arguments": first["arguments"],
-        "resps": _parse_response(first["resps"]),
-        "filtered_resps": {line["filter"]: _parse_response(line["filtered_resps"]) for line in lines},
+        "resps": _parse_response(first["resps"], output_type),
+        "filtered_resps": {line["filter"]: _parse_response(line["filtered_resps"], output_type) for line in lines},
         "filters": filters,
         "metrics": {f"{m},{line['filter']}": line[m] for line in lines for m in line["metrics"]},
         "doc_hash": gapmeter_doc_hash,
@@ -185,12 +192,13 @@ def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str) -> di
     }
 
 
-def records_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: Callable[[Any], str]) -> list[dict[str, Any]]:
+def records_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: Callable[[Any], str],
+                       output_type: str | None) -> list[dict[str, Any]]:
     """A samples file's lines as stored records, one per doc (in file order)."""
     by_doc: dict[Any, list[dict[str, Any]]] = {}
     for line in lines:
         by_doc.setdefault(line["doc_id"], []).append(line)
-    return [record_from_lines(group, gapmeter_doc_hash(group[0]["doc"])) for group in by_doc.values()]
+    return [record_from_lines(group, gapmeter_doc_hash(group[0]["doc"]), output_type) for group in by_doc.values()]
 
 
 def task_hash(lines: Iterable[dict[str, Any]]) -> str:
