@@ -223,7 +223,12 @@ def test_imported_lm_eval_run_pairs_identically_with_the_gapmeter_run(runs: dict
 
 
 def test_export_equals_log_samples_output_and_round_trips(runs: dict[str, Any], tmp_path: Path) -> None:
-    written = export_run(runs["run_id"], tmp_path / "native", db=runs["db"])
+    proc = _cli("export", runs["run_id"], str(tmp_path / "native"), "--format", "lm-eval", "--db", runs["db"])
+    assert proc.returncode == 0, proc.stderr
+    written = _only(_model_dir(tmp_path / "native"), "results_*.json")
+    assert f"wrote {written}" in proc.stdout.replace("\n", "")
+    bad = _cli("export", runs["run_id"], str(tmp_path / "x"), "--format", "helm", "--db", runs["db"])
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --format helm: not a known format (known: lm-eval)"
     original = _model_dir(runs["ours"])
     assert written.parent.name == original.name
     assert json.loads(written.read_text()) == json.loads(_only(original, "results_*.json").read_text())
