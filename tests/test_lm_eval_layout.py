@@ -43,35 +43,39 @@ OPTIONAL = {"git_hash", "upper_git_hash", "system_instruction", "system_instruct
             "limit", "device", "eot_token_id", "max_length"}
 
 
-def _docs(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    cfg = TaskRegistry.load().tasks[TASK].config
+def _docs(data_dir: Path, task: str = TASK, limit: int = LIMIT) -> dict[str, list[dict[str, Any]]]:
+    cfg = TaskRegistry.load().tasks[task].config
     layout_ = cfg.source.local_layouts()[0]
     files = {s: data_dir / rel for s, rel in layout_.files.items()}
     docs = formats.convert(layout_.format, files, **layout_.options)
-    return {s: (rows[:LIMIT] if s == cfg.eval_split else rows) for s, rows in docs.items()}
+    return {s: (rows[:limit] if s == cfg.eval_split else rows) for s, rows in docs.items()}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, gpt2_model_dir: Path) -> dict[str, Any]:
+def _run_both(root: Path, data_dir: Path, model_dir: Path, task: str, limit: int) -> dict[str, Any]:
+    """lm-eval (files written by its EvaluationTracker) and gapmeter (--log_samples) on the same docs."""
     from lm_eval.loggers import EvaluationTracker
 
-    root = tmp_path_factory.mktemp("layout")
-    ref = run_lm_eval(gpt2_model_dir, TASK, _docs(data_dir), num_fewshot=0, limit=LIMIT, work_dir=root / "lm_eval",
-                      bootstrap_iters=1000)
+    ref = run_lm_eval(model_dir, task, _docs(data_dir, task, limit), num_fewshot=0, limit=limit,
+                      work_dir=root / "lm_eval", bootstrap_iters=1000)
     results = copy.deepcopy(ref.raw)
     samples = results.pop("samples")
     tracker = EvaluationTracker(output_path=str(root / "ref"))
     tracker.general_config_tracker.log_experiment_args(
-        model_source="hf", model_args={"pretrained": str(gpt2_model_dir), "dtype": "float32"},
+        model_source="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"},
         system_instruction=None, chat_template=None, fewshot_as_multiturn=False)
     tracker.save_results_aggregated(results=results, samples=samples)
     for task in results["configs"]:
         tracker.save_results_samples(task_name=task, samples=samples[task])
     db = f"sqlite:///{root / 'store.sqlite'}"
-    ours = evaluate(RunSpec(model="hf", model_args=f"pretrained={gpt2_model_dir},dtype=float32", tasks=(TASK,),
-                            num_fewshot=0, limit=LIMIT, batch_size="1", device="cpu", data_dir=data_dir, db=db,
+    ours = evaluate(RunSpec(model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=(task,),
+                            num_fewshot=0, limit=limit, batch_size="1", device="cpu", data_dir=data_dir, db=db,
                             bootstrap_iters=1000, output_path=root / "ours", log_samples=True))
     return {"root": root, "ref": root / "ref", "ours": root / "ours", "db": db, "run_id": ours.run_id}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, gpt2_model_dir: Path) -> dict[str, Any]:
+    return _run_both(tmp_path_factory.mktemp("layout"), data_dir, gpt2_model_dir, TASK, LIMIT)
 
 
 def _only(folder: Path, pattern: str) -> Path:
@@ -149,6 +153,22 @@ def test_results_file_has_every_lm_eval_key_with_its_type(runs: dict[str, Any]) 
 
 
 def test_sample_lines_match_lm_evals_keys_types_and_values(runs: dict[str, Any]) -> None:
+    _check_lines(runs)
+
+
+def test_generation_task_has_a_line_per_doc_and_filter_as_lm_eval(
+        tmp_path_factory: pytest.TempPathFactory, data_dir: Path, gpt2_model_dir: Path) -> None:
+    gen = _run_both(tmp_path_factory.mktemp("layout_gsm8k"), data_dir, gpt2_model_dir, "gsm8k", 2)
+    lines = _check_lines(gen)
+    assert [(x["doc_id"], x["filter"]) for x in lines] == [(0, "strict-match"), (1, "strict-match"),
+                                                           (0, "flexible-extract"), (1, "flexible-extract")]
+    ours = json.loads(_only(_model_dir(gen["ours"]), "results_*.json").read_text())
+    ref = json.loads(_only(_model_dir(gen["ref"]), "results_*.json").read_text())
+    assert ours["task_hashes"] == ref["task_hashes"]
+    assert isinstance(lines[0]["arguments"]["gen_args_0"]["arg_1"], dict)  # the generation kwargs
+
+
+def _check_lines(runs: dict[str, Any]) -> list[dict[str, Any]]:
     ref = _lines(_only(_model_dir(runs["ref"]), "samples_*.jsonl"))
     ours = _lines(_only(_model_dir(runs["ours"]), "samples_*.jsonl"))
     assert [(s["doc_id"], s["filter"]) for s in ours] == [(s["doc_id"], s["filter"]) for s in ref]
@@ -157,33 +177,45 @@ def test_sample_lines_match_lm_evals_keys_types_and_values(runs: dict[str, Any])
         assert set(a) - {"gapmeter"} == set(b), (where, set(a) ^ set(b))
         for key in b:
             _same_types(a[key], b[key], f"{where}.{key}")
-        for key in ("doc", "target", "arguments", "filter", "metrics", "doc_hash", "prompt_hash", "target_hash",
-                    *b["metrics"]):
+        for key in ("doc", "target", "filter", "metrics", "doc_hash", "prompt_hash", "target_hash", *b["metrics"]):
             assert a[key] == b[key], (where, key)
-        for ra, rb in zip(a["resps"], b["resps"], strict=True):
-            assert float(ra[0][0]) == pytest.approx(float(rb[0][0]), abs=1e-4) and ra[0][1] == rb[0][1]
+        # Known difference: a generation request's kwargs carry max_gen_toks explicitly (lm-eval
+        # leaves it out when the YAML does not set it and uses its default, 256).
+        args = copy.deepcopy(a["arguments"])
+        for k, v in args.items():
+            if isinstance(v.get("arg_1"), dict) and "max_gen_toks" not in b["arguments"][k]["arg_1"]:
+                assert v["arg_1"].pop("max_gen_toks") == 256
+        assert args == b["arguments"], where
+        if isinstance(b["resps"][0][0], list):  # [loglikelihood, is_greedy] as strings
+            for ra, rb in zip(a["resps"], b["resps"], strict=True):
+                assert float(ra[0][0]) == pytest.approx(float(rb[0][0]), abs=1e-4) and ra[0][1] == rb[0][1]
+        else:
+            assert a["resps"] == b["resps"] and a["filtered_resps"] == b["filtered_resps"]
         assert set(a["gapmeter"]) == {"doc_hash", "fewshot_ids"}
+    return ours
 
 
 def test_sample_lines_one_per_filter() -> None:
     record = {"doc_id": 3, "doc": {"q": "1+1"}, "target": 2, "fewshot_ids": [7], "doc_hash": "h",
               "arguments": {"gen_args_0": {"arg_0": "Q: 1+1\nA:", "arg_1": {"until": ["\n"]}}},
-              "resps": [["2 and more"]], "filtered_resps": {"strict": ["2"], "flex": ["2"]},
+              "resps": [["2 and more"]], "filtered_resps": {"strict": "2", "flex": "[invalid]"},
               "filters": ["strict", "flex"], "metrics": {"exact_match,strict": 1.0, "exact_match,flex": 0.0}}
     lines = layout.sample_lines(record)
     assert [(x["filter"], x["metrics"], x["exact_match"]) for x in lines] == [("strict", ["exact_match"], 1.0),
                                                                             ("flex", ["exact_match"], 0.0)]
+    assert [x["filtered_resps"] for x in lines] == [["2"], ["[invalid]"]]  # a list per request, as lm-eval
     assert lines[0]["target"] == "2" and lines[0]["prompt_hash"] == layout.hash_string("Q: 1+1\nA:")
     back = layout.record_from_lines(lines, "h", "generate_until")
     assert back["metrics"] == record["metrics"] and back["filtered_resps"] == record["filtered_resps"]
     assert back["fewshot_ids"] == [7] and back["filters"] == ["strict", "flex"]
     # stringified responses come back typed by the task's output type
-    mc = {**record, "resps": [[[-1.5, True]], [[-2.25, False]]], "filtered_resps": {"none": [[-1.5, True], [-2.25, False]]},
+    mc = {**record, "arguments": {"gen_args_0": {"arg_0": "Q", "arg_1": " a"}, "gen_args_1": {"arg_0": "Q", "arg_1": " b"}},
+          "resps": [[[-1.5, True]], [[-2.25, False]]], "filtered_resps": {"none": [[-1.5, True], [-2.25, False]]},
           "filters": ["none"], "metrics": {"acc,none": 1.0}}
     mc_lines = layout.sample_lines(mc)
     assert mc_lines[0]["resps"] == [[["-1.5", "True"]], [["-2.25", "False"]]]
     assert layout.record_from_lines(mc_lines, "h", "multiple_choice")["resps"] == mc["resps"]
-    rolling = {**record, "resps": [[-12.5]], "filtered_resps": {"none": [-12.5]}, "filters": ["none"],
+    rolling = {**record, "arguments": {"gen_args_0": {"arg_0": "a text"}}, "resps": [[-12.5]], "filtered_resps": {"none": [-12.5]}, "filters": ["none"],
                "metrics": {"word_perplexity,none": [-12.5, 3]}}
     back = layout.record_from_lines(layout.sample_lines(rolling), "h", "loglikelihood_rolling")
     assert back["resps"] == [[-12.5]] and back["filtered_resps"] == {"none": [-12.5]}

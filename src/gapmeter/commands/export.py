@@ -47,6 +47,6 @@ def export_run(ref: str, directory: Path, *, fmt: str = "lm-eval", db: str | Non
     document = dict(document)
     if records and not document.get("task_hashes"):
         # lm-eval records task hashes whenever it writes samples
-        document["task_hashes"] = {t: layout.task_hash(line for r in recs for line in layout.sample_lines(r))
+        document["task_hashes"] = {t: layout.task_hash(layout.task_lines(recs))
                                    for t, recs in records.items()}
     return write_lm_eval_layout(output_dir(directory, document), document, records, layout.date_id())

@@ -117,6 +117,11 @@ def prompt_hash(arguments: dict[str, Any]) -> str:
     return hash_string(first if isinstance(first, str) else str(first))
 
 
+def _is_generation(arguments: dict[str, Any]) -> bool:
+    """A generation request's arguments are (prompt, generation kwargs)."""
+    return isinstance((arguments.get("gen_args_0") or {}).get("arg_1"), dict)
+
+
 def sample_lines(record: dict[str, Any]) -> list[dict[str, Any]]:
     """A stored per-doc record as lm-eval's sample lines, one per filter (in the task's order)."""
     metrics: dict[str, dict[str, Any]] = {}
@@ -131,6 +136,8 @@ def sample_lines(record: dict[str, Any]) -> list[dict[str, Any]]:
         "target_hash": hash_string(target),
     }
     extra = {"doc_hash": record["doc_hash"], "fewshot_ids": list(record.get("fewshot_ids") or [])}
+    # gapmeter keeps a generation doc's one filtered answer; lm-eval lists it per request
+    generation = _is_generation(record.get("arguments") or {})
     lines = []
     for filter_name in record.get("filters") or list(metrics):
         values = metrics.get(filter_name, {})
@@ -140,7 +147,7 @@ def sample_lines(record: dict[str, Any]) -> list[dict[str, Any]]:
             "target": target,
             "arguments": record.get("arguments") or {},
             "resps": _sanitize(record.get("resps") or []),
-            "filtered_resps": _sanitize(filtered.get(filter_name, [])),
+            "filtered_resps": _sanitize([filtered.get(filter_name)] if generation else filtered.get(filter_name, [])),
             "filter": filter_name,
             "metrics": list(values),
             **common,
@@ -170,6 +177,12 @@ def _parse_response(x: Any, output_type: str | None) -> Any:
     return x
 
 
+def _filtered(value: Any, arguments: dict[str, Any], output_type: str | None) -> Any:
+    if _is_generation(arguments) and isinstance(value, list) and len(value) == 1:
+        return value[0]
+    return _parse_response(value, output_type)
+
+
 def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str, output_type: str | None) -> dict[str, Any]:
     """One doc's sample lines (one per filter) as gapmeter's stored record; ``output_type`` (the
     task's) says how to read the stringified responses back."""
@@ -183,13 +196,24 @@ def record_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: str, outpu
         "fewshot_ids": list(extra.get("fewshot_ids") or []),
         "arguments": first["arguments"],
         "resps": _parse_response(first["resps"], output_type),
-        "filtered_resps": {line["filter"]: _parse_response(line["filtered_resps"], output_type) for line in lines},
+        "filtered_resps": {line["filter"]: _filtered(line["filtered_resps"], first["arguments"], output_type)
+                           for line in lines},
         "filters": filters,
         "metrics": {f"{m},{line['filter']}": line[m] for line in lines for m in line["metrics"]},
         "doc_hash": gapmeter_doc_hash,
         "prompt_hash": first["prompt_hash"],
         "target_hash": first["target_hash"],
     }
+
+
+def task_lines(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A task's samples file: lm-eval's order is filter-major (every doc for the first filter,
+    then every doc for the next), as its evaluator loops over filters, then docs."""
+    per_record = [sample_lines(r) for r in records]
+    filters: list[str] = []
+    for lines in per_record:
+        filters += [x["filter"] for x in lines if x["filter"] not in filters]
+    return [x for f in filters for lines in per_record for x in lines if x["filter"] == f]
 
 
 def records_from_lines(lines: list[dict[str, Any]], gapmeter_doc_hash: Callable[[Any], str],

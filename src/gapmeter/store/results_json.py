@@ -113,8 +113,8 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
     spec = outcome.spec
     task_hashes = {}
     if spec.log_samples:
-        task_hashes = {name: layout.task_hash(line for p, s in zip(t.plans, t.scores, strict=True)
-                                              for line in layout.sample_lines(sample_record(p, s)))
+        task_hashes = {name: layout.task_hash(layout.task_lines(
+                           sample_record(p, s) for p, s in zip(t.plans, t.scores, strict=True)))
                        for name, t in outcome.tasks.items()}
     doc.update({"git_hash": layout.git_hash(), "date": outcome.started_unix or 0.0, **layout.env_info(),
                 **outcome.tokenizer_info, "task_hashes": task_hashes})
@@ -205,7 +205,7 @@ def write_lm_eval_layout(directory: Path, document: dict[str, Any], records: dic
     """``samples_<task>_<date>.jsonl`` per task in ``records`` (stored per-doc records), then
     ``results_<date>.json``; returns the results file."""
     for task, recs in records.items():
-        lines = [layout.dumps(line) for rec in recs for line in layout.sample_lines(rec)]
+        lines = [layout.dumps(line) for line in layout.task_lines(recs)]
         atomic_write(directory / layout.samples_file_name(task, date), "".join(x + "\n" for x in lines))
     path = directory / layout.results_file_name(date)
     atomic_write(path, layout.dumps(document, indent=2))
