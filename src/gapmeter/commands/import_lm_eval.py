@@ -211,7 +211,7 @@ def _read_run(results_path: Path, registry: TaskRegistry, aggregates_only: bool)
             "model": model, "model_args": _model_args(config.get("model_args")), "tasks": leaves,
             "limit": config.get("limit"), "fewshot_seed": config.get("fewshot_seed"),
             "bootstrap_iters": config.get("bootstrap_iters"),
-            IMPORTED_KEY: {"from": str(results_path), "aggregates_only": missing},
+            IMPORTED_KEY: {"source": "lm-eval", "from": str(results_path), "aggregates_only": missing},
             RESOLVED_TASKS_KEY: resolved,
             RESULTS_DOCUMENT_KEY: doc,
         },
