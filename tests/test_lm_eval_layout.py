@@ -345,3 +345,22 @@ def test_parquet_samples_import_as_the_jsonl_ones(runs: dict[str, Any], tmp_path
     a, b = open_run(from_parquet.id, db), open_run(from_jsonl.id, runs["db"])
     assert a.doc_values(TASK, "acc_norm", "none") == b.doc_values(TASK, "acc_norm", "none")
     assert len(a.doc_values(TASK, "acc_norm", "none")) == LIMIT
+
+
+def test_lm_eval_run_with_another_prompt_keeps_its_config_and_compare_refuses(runs: dict[str, Any],
+                                                                              tmp_path: Path) -> None:
+    import shutil
+
+    from gapmeter.errors import ConfigError
+
+    other = tmp_path / "other_prompt"
+    shutil.copytree(runs["ref"], other)
+    res = _only(_model_dir(other), "results_*.json")
+    doc = json.loads(res.read_text())
+    doc["configs"][TASK]["doc_to_text"] = "Q: {{question}}\nA:"
+    res.write_text(json.dumps(doc))
+    proc = _cli("import", str(other), "--db", runs["db"])
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr
+    run_id = proc.stdout.split()[0]
+    with pytest.raises(ConfigError, match="their task configs differ"):
+        compare_runs(runs["db"], runs["run_id"], run_id)
