@@ -364,3 +364,30 @@ def test_lm_eval_run_with_another_prompt_keeps_its_config_and_compare_refuses(ru
     run_id = proc.stdout.split()[0]
     with pytest.raises(ConfigError, match="their task configs differ"):
         compare_runs(runs["db"], runs["run_id"], run_id)
+
+
+def test_group_entries_have_lm_evals_keys_and_types(tmp_path: Path, data_dir: Path, gpt2_model_dir: Path) -> None:
+    """MMLU restricted to two subjects (lm-eval's nesting: mmlu -> categories -> subjects)."""
+    from support.lm_eval_ref import run_lm_eval_group
+    from test_parity_lm_eval import _mmlu_include_dir
+
+    subjects = ("mmlu_abstract_algebra", "mmlu_philosophy")
+    ref = run_lm_eval_group(gpt2_model_dir, "mmlu", {t: _docs(data_dir, t, 2) for t in subjects}, num_fewshot=0,
+                            limit=2, work_dir=tmp_path / "lm_eval", bootstrap_iters=100)
+    ours = evaluate(RunSpec(model="hf", model_args=f"pretrained={gpt2_model_dir},dtype=float32", tasks=("mmlu",),
+                            num_fewshot=0, limit=2, batch_size="1", device="cpu", data_dir=data_dir,
+                            include_path=(_mmlu_include_dir(subjects, tmp_path / "gm_tasks"),),
+                            db=f"sqlite:///{tmp_path / 'g.sqlite'}", bootstrap_iters=100,
+                            output_path=tmp_path / "ours"))
+    doc = json.loads((tmp_path / "ours" / "results.json").read_text())
+    assert ours.run_id == doc["gapmeter"]["run_id"]
+    written = json.loads(layout.dumps({k: v for k, v in ref.raw.items() if k != "samples"}))  # as lm-eval writes it
+    assert set(doc["groups"]) == set(written["groups"])
+    assert set(doc["results"]) == set(written["results"])
+    for name, entry in written["results"].items():
+        mine = doc["results"][name]
+        assert set(entry) - {"alias"} <= set(mine), (name, set(entry) - set(mine))
+        for key in entry:
+            if key != "alias":  # lm-eval indents subtask aliases (" - mmlu_philosophy") for its table
+                _same_types(mine[key], entry[key], f"results.{name}.{key}")
+    assert doc["group_subtasks"] == written["group_subtasks"]

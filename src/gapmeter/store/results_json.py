@@ -76,9 +76,14 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             if m.clustered_stderr is not None:
                 entry[f"{m.metric}_clustered_stderr,{m.filter}"] = _num(m.clustered_stderr)
         results[name] = entry
+    # lm-eval's group entries: alias, name; with aggregates also sample_len (its leaves' docs),
+    # the metrics and sample_count (docs behind each metric)
     groups: dict[str, dict[str, Any]] = {}
     for m in outcome.groups:
-        entry = groups.setdefault(m.task, {"alias": m.task})
+        entry = groups.setdefault(m.task, {"alias": m.task, "name": m.task,
+                                           "sample_len": sum(len(outcome.tasks[t].scores)
+                                                             for t in _leaves(outcome, m.task))})
+        entry.setdefault("sample_count", {})[f"{m.metric},{m.filter}"] = m.n
         entry[f"{m.metric},{m.filter}"] = _num(m.value)
         entry[f"{m.metric}_stderr,{m.filter}"] = _num(m.stderr)
         ci = m.ci95
@@ -86,9 +91,10 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             entry[f"{m.metric}_ci95,{m.filter}"] = [_num(ci[0]), _num(ci[1])]
         if m.clustered_stderr is not None:
             entry[f"{m.metric}_clustered_stderr,{m.filter}"] = _num(m.clustered_stderr)
-    for name in outcome.plan.groups:
-        groups.setdefault(name, {"alias": name})
+    for entry in groups.values():
+        entry["sample_count"] = entry.pop("sample_count")  # last, as lm-eval writes it
     results.update(groups)
+    results.update({g: {"alias": g, "name": g} for g in outcome.plan.groups if g not in groups})
     configs = {}
     for name, task in outcome.tasks.items():
         leaf = outcome.plan.leaves[name]
@@ -136,6 +142,13 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "efficiency": outcome.efficiency.to_json() if outcome.efficiency is not None else None,
     }
     return doc
+
+
+def _leaves(outcome: RunOutcome, group: str) -> list[str]:
+    out: list[str] = []
+    for child in outcome.plan.groups[group].children if group in outcome.plan.groups else []:
+        out += _leaves(outcome, child) if child in outcome.plan.groups else [child] if child in outcome.tasks else []
+    return out
 
 
 def _config(outcome: RunOutcome) -> dict[str, Any]:
