@@ -52,7 +52,7 @@ def run(
     limit: Annotated[int | None, typer.Option("--limit", help="first N docs of each task")] = None,
     batch_size: Annotated[str, typer.Option("--batch_size", "--batch-size", help="N or auto")] = "1",
     device: Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: cuda if available)")] = None,
-    output_path: Annotated[Path | None, typer.Option("--output_path", "--output-path", help="directory for results.json, samples and the SQLite store")] = None,
+    output_path: Annotated[Path | None, typer.Option("--output_path", "--output-path", help="directory for lm-eval's <model>/results_<date>.json and samples files, results.json and the SQLite store")] = None,
     log_samples: Annotated[bool, typer.Option("--log_samples", "--log-samples")] = False,
     data_dir: Annotated[Path | None, typer.Option("--data_dir", "--data-dir", help="benchmark files (default: GAPMETER_DATA_DIR or ../shared/data)")] = None,
     seed: Annotated[int, typer.Option("--seed", "--fewshot_seed", help="few-shot sampling seed (lm-eval's default 1234)")] = 1234,
@@ -369,7 +369,7 @@ app.add_typer(board_app, name="board", cls=WrappingGroup)
 
 @app.command()
 def submit(
-    run_dir: Annotated[Path, typer.Argument(help="a run's --output_path (results.json + samples_<task>.jsonl)")],
+    run_dir: Annotated[Path, typer.Argument(help="a run's --output_path (results.json + <model>/samples_<task>_<date>.jsonl)")],
     board: Annotated[str, typer.Option("--board", help="board URL, e.g. https://board.example.org")],
     token: Annotated[str, typer.Option("--token", envvar="GAPMETER_BOARD_TOKEN", help="your submitter token")],
     name: Annotated[str | None, typer.Option("--name", help="model name on the board (default: from the run)")] = None,
