@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gapmeter.audit.runner import DETECTORS
-from gapmeter.store.results_json import atomic_write
+from gapmeter.store.results_json import atomic_write, samples_path
 
 REPO = Path(__file__).resolve().parents[1]
 NUMBERS = {"three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
@@ -53,8 +53,10 @@ def test_run_outputs_follow_the_umask(gpt2_model_dir: Path, tmp_path: Path) -> N
                     "--device", "cpu", "--output_path", str(out), "--log_samples", "--verbosity", "ERROR",
                     "--bootstrap_iters", "0", cwd=tmp_path, umask=0o022)
     assert proc.returncode == 0, proc.stderr
-    for name in ("results.json", "samples_arith_mc.jsonl"):
-        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+    samples = samples_path(out, "arith_mc")
+    assert samples is not None
+    for path in (out / "results.json", samples, next(samples.parent.glob("results_*.json"))):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
 
 
 def _count(text: str, pattern: str) -> int:

@@ -16,6 +16,7 @@ from scipy import stats
 from gapmeter.decontam.items import task_items
 from gapmeter.decontam.subsets import Membership, _compare_rule, _llama2_z
 from gapmeter.decontam.tokens import normalize_words
+from gapmeter.store.results_json import samples_path
 from gapmeter.tasks.registry import TaskRegistry
 from gapmeter.tasks.task import Task
 
@@ -76,8 +77,9 @@ def test_decontaminate_then_subsets_report(arc_texts: list[str], data_dir: Path,
     assert proc.returncode == 0, proc.stderr
     assert "clean vs dirty subsets" in proc.stdout
     report = json.loads((run / "subsets_report.json").read_text())
-    samples = (run / "samples_arc_easy.jsonl").read_text().splitlines()
-    acc = np.array([json.loads(x)["metrics"]["acc,none"] for x in samples], dtype=float)
+    samples = samples_path(run, "arc_easy")
+    assert samples is not None
+    acc = np.array([json.loads(x)["acc"] for x in samples.read_text().splitlines()], dtype=float)
     gpt3 = next(c for c in report if c["rule"] == "gpt3" and c["metric"] == "acc")
     dirty = np.isin(np.arange(30), planted)
     by = {s["name"]: s for s in gpt3["subsets"]}

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -33,6 +33,7 @@ from gapmeter.errors import ConfigError
 from gapmeter.models.base import RequestStats
 from gapmeter.models.registry import load_model
 from gapmeter.spec import RunSpec
+from gapmeter.store.results_json import samples_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "user_tasks"
 SUMS = str(FIXTURES / "sums.yaml")
@@ -256,8 +257,9 @@ def test_run_records_every_request_and_summaries_are_consistent(
 
     # tokens are what the model's tokenizer counts
     tok = AutoTokenizer.from_pretrained(gpt2_model_dir)
-    mc = [json.loads(x) for x in (out / "samples_sums_mc.jsonl").read_text().splitlines()]
-    gen = [json.loads(x) for x in (out / "samples_sums_gen.jsonl").read_text().splitlines()]
+    mc, gen = ([json.loads(x) for x in cast(Path, samples_path(out, t)).read_text().splitlines()]
+               for t in ("sums_mc", "sums_gen"))
+    gen = [s for s in gen if s["filter"] == gen[0]["filter"]]  # lm-eval's layout: a line per doc and filter
     pairs = {(a["arg_0"], a["arg_1"]) for s in mc for a in s["arguments"].values()}
     expect_mc = sum(len(tok(c)["input_ids"]) + len(tok(x, add_special_tokens=False)["input_ids"]) for c, x in pairs)
     assert eff["tasks"]["sums_mc"]["prompt_tokens"] == expect_mc

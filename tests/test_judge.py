@@ -24,7 +24,7 @@ from gapmeter.judge.identity import family, self_preference
 from gapmeter.judge.pairwise import pair_outcome
 from gapmeter.judge.prompts import parse_pairwise, parse_single
 from gapmeter.spec import RunSpec
-from gapmeter.store.models import DocRecord, MetricValue
+from gapmeter.store.models import DocRecord, MetricValue, Run
 
 CASES = [  # id, question, reference, category, an answer a human graded, the human's grade
     ("r1", "How do I reset my password?", "Settings > Security > Reset", "account",
@@ -122,6 +122,12 @@ def test_single_grading_is_stored_as_a_metric_with_calibration_and_cost(runs: di
     results = json.loads((runs["good"] / "results.json").read_text())
     assert results["results"]["faq_billing"]["judge_pass,none"] == 1.0
     assert results["gapmeter"]["judge"]["judge_pass"]["unparseable"] == 1
+    # lm-eval's copy beside the samples files, and the document `export` writes, carry it too.
+    (lm_eval_copy,) = (runs["good"] / results["model_name_sanitized"]).glob("results_*.json")
+    assert json.loads(lm_eval_copy.read_text())["results"]["faq_billing"]["judge_pass,none"] == 1.0
+    with run.sessions() as db:
+        stored = db.get(Run, run.id).spec["results_document"]
+    assert stored["results"]["faq_billing"]["judge_pass,none"] == 1.0
     # The board's drill-down shows the judge's prompt and raw replies.
     from gapmeter.board.views import _sample_view
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gapmeter.store.results_json import samples_path
+
 FIXTURES = Path(__file__).parent / "fixtures" / "user_tasks"
 
 
@@ -43,7 +45,9 @@ def _metrics(out: Path) -> dict:
 
 
 def _samples(out: Path, task: str) -> list[dict]:
-    lines = (out / f"samples_{task}.jsonl").read_text().splitlines()
+    path = samples_path(out, task)
+    assert path is not None
+    lines = path.read_text().splitlines()
     return [{k: v for k, v in json.loads(x).items()} for x in lines]
 
 
@@ -79,13 +83,14 @@ def test_sigkill_then_rerun_gives_identical_results(gpt2_model_dir: Path, tmp_pa
                 assert got[task][key] == value
     for task in ("sums_mc", "sums_gen"):
         for a, b in zip(_samples(ref_out, task), _samples(out, task), strict=True):
-            assert a["metrics"] == b["metrics"]
+            assert a["filter"] == b["filter"] and a["metrics"] == b["metrics"]
+            assert [a[m] for m in a["metrics"]] == [b[m] for m in b["metrics"]]
             assert a["arguments"] == b["arguments"]
             if task == "sums_gen":
                 assert a["resps"] == b["resps"]
-            else:
+            else:  # lm-eval's layout: [["<loglikelihood>", "<is_greedy>"]] per request, as strings
                 for (ra,), (rb,) in zip(a["resps"], b["resps"], strict=True):
-                    assert ra[0] == pytest.approx(rb[0], abs=1e-5)
+                    assert float(ra[0]) == pytest.approx(float(rb[0]), abs=1e-5)
                     assert ra[1] == rb[1]
 
 

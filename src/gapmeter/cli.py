@@ -52,7 +52,7 @@ def run(
     limit: Annotated[int | None, typer.Option("--limit", help="first N docs of each task")] = None,
     batch_size: Annotated[str, typer.Option("--batch_size", "--batch-size", help="N or auto")] = "1",
     device: Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: cuda if available)")] = None,
-    output_path: Annotated[Path | None, typer.Option("--output_path", "--output-path", help="directory for results.json, samples and the SQLite store")] = None,
+    output_path: Annotated[Path | None, typer.Option("--output_path", "--output-path", help="directory for lm-eval's <model>/results_<date>.json and samples files, results.json and the SQLite store")] = None,
     log_samples: Annotated[bool, typer.Option("--log_samples", "--log-samples")] = False,
     data_dir: Annotated[Path | None, typer.Option("--data_dir", "--data-dir", help="benchmark files (default: GAPMETER_DATA_DIR or ../shared/data)")] = None,
     seed: Annotated[int, typer.Option("--seed", "--fewshot_seed", help="few-shot sampling seed (lm-eval's default 1234)")] = 1234,
@@ -436,7 +436,7 @@ app.add_typer(board_app, name="board", cls=WrappingGroup)
 
 @app.command()
 def submit(
-    run_dir: Annotated[Path, typer.Argument(help="a run's --output_path (results.json + samples_<task>.jsonl)")],
+    run_dir: Annotated[Path, typer.Argument(help="a run's --output_path (results.json + <model>/samples_<task>_<date>.jsonl)")],
     board: Annotated[str, typer.Option("--board", help="board URL, e.g. https://board.example.org")],
     token: Annotated[str, typer.Option("--token", envvar="GAPMETER_BOARD_TOKEN", help="your submitter token")],
     name: Annotated[str | None, typer.Option("--name", help="model name on the board (default: from the run)")] = None,
@@ -447,6 +447,32 @@ def submit(
     answer = do_submit(run_dir, board, token, model_name=name)
     state = "already on the board" if answer.get("duplicate") else "accepted"
     console.print(f"{state}: {answer['model']} → {board.rstrip('/')}{answer['url']}", highlight=False)
+
+
+@app.command("import")
+def import_runs(
+    dirs: Annotated[list[Path], typer.Argument(help="lm-eval --output_path directories (results_*.json + samples_*.jsonl/.parquet)")],
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: GAPMETER_DB or runs/gapmeter.sqlite)")] = None,
+    aggregates_only: Annotated[bool, typer.Option("--aggregates_only", help="import runs lacking samples files with their scores only")] = False,
+    include_path: Annotated[list[Path] | None, typer.Option("--include_path", help="extra task YAML directory")] = None,
+) -> None:
+    """Import lm-eval results into the store as runs (see docs/lm-eval.md)."""
+    from gapmeter.commands.import_lm_eval import import_lm_eval, print_imported
+
+    print_imported(import_lm_eval(dirs, db, aggregates_only=aggregates_only, include_path=include_path), console)
+
+
+@app.command("export")
+def export(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="run id (or unique prefix) or run output directory")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="where to write")],
+    fmt: Annotated[str, typer.Option("--format", help="output layout: lm-eval")] = "lm-eval",
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: GAPMETER_DB or runs/gapmeter.sqlite)")] = None,
+) -> None:
+    """Write a stored run in lm-eval's layout (results_<date>.json, samples_<task>_<date>.jsonl)."""
+    from gapmeter.commands.export import export_run
+
+    console.print(f"wrote {export_run(run_ref, directory, fmt=fmt, db=db)}", highlight=False)
 
 
 def _help_style() -> None:

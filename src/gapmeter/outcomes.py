@@ -108,3 +108,7 @@ class RunOutcome:
     efficiency: EfficiencyReport | None = None
     # the chat template the prompts were rendered with (--apply_chat_template; "" when a server applied it)
     chat_template: str | None = None
+    #: known only while the run is on: its start (unix seconds, lm-eval's ``date``) and lm-eval's
+    #: tokenizer keys (``store/lm_eval_layout.tokenizer_info``), for results.json
+    started_unix: float | None = None
+    tokenizer_info: dict[str, Any] = field(default_factory=dict)

@@ -22,6 +22,7 @@ from gapmeter.board.app import BoardSettings, create_app
 from gapmeter.board.auth import create_token
 from gapmeter.engine.evaluate import evaluate
 from gapmeter.spec import RunSpec
+from gapmeter.store.results_json import samples_path
 
 TASKS = ("arith_mc", "arith_gen")
 LIMIT = 40
@@ -32,7 +33,7 @@ FIXTURE_TASKS = Path(__file__).parent / "fixtures"
 class LocalRun:
     name: str  # the model's name on the board (its directory name)
     model_dir: Path
-    out_dir: Path  # results.json + samples_<task>.jsonl
+    out_dir: Path  # results.json + <model>/samples_<task>_<date>.jsonl
     run_id: str
 
 
@@ -163,7 +164,9 @@ def serve_app(app: Any) -> Iterator[str]:
 def memorized_answers(out_dir: Path, task: str) -> dict[str, str]:
     """prompt -> ' answer' for every public item of a run's samples (what a cheater tunes on)."""
     table = {}
-    for line in (out_dir / f"samples_{task}.jsonl").read_text().splitlines():
+    path = samples_path(out_dir, task)
+    assert path is not None
+    for line in path.read_text().splitlines():
         rec = json.loads(line)
         table[rec["arguments"]["gen_args_0"]["arg_0"]] = f" {rec['target']}"
     return table

@@ -82,6 +82,7 @@ def test_model_run_samples_pareto_and_compare_mirrors(served, local_runs) -> Non
     assert [r["run_id"] for r in m["runs"]] == [runs["arith-large"].run_id]
     run = c.get(f"/api/runs/{runs['arith-large'].run_id}").json()
     assert run["config"]["spec"]["limit"] == boardkit.LIMIT and "db" not in run["config"]["spec"]
+    assert "results_document" not in run["config"]["spec"]  # its paths and store URL stay local
     all_items = c.get(f"/api/runs/{runs['arith-large'].run_id}/samples", params={"task": "arith_gen", "limit": 500}).json()
     ok = c.get(f"/api/runs/{runs['arith-large'].run_id}/samples", params={"task": "arith_gen", "outcome": "correct"}).json()
     bad = c.get(f"/api/runs/{runs['arith-large'].run_id}/samples", params={"task": "arith_gen", "outcome": "incorrect"}).json()

@@ -20,6 +20,7 @@ from gapmeter.board.weighting import Weights, weighted_scores
 from gapmeter.compare.ranking import Interval, ci_overlap_ranks
 from gapmeter.scoring.stats import mean_ci
 from gapmeter.store.models import DocRecord, Run
+from gapmeter.store.runs import IMPORTED_KEY, RESULTS_DOCUMENT_KEY
 
 SORT_KEYS = ("rank", "quality", "name", "cost", "latency", "weighted", "private_gap")
 
@@ -278,8 +279,12 @@ def run_page(session: Session, snap: Snapshot, run_id: str, *, include_hidden: b
         return None
     row = session.execute(select(Run.spec, Run.model_info).where(Run.id == run_id)).one_or_none()
     spec = dict(row.spec or {}) if row else {}
-    for private_key in ("db", "output_path", "data_dir", "include_path"):
-        spec.pop(private_key, None)  # local paths and URLs of the evaluator, not the run's config
+    # local paths and URLs of the evaluator, not the run's config; the results document (its
+    # environment, paths and store URL) is for `gapmeter export`
+    for private_key in ("db", "output_path", "data_dir", "include_path", RESULTS_DOCUMENT_KEY):
+        spec.pop(private_key, None)
+    if isinstance(spec.get(IMPORTED_KEY), dict):
+        spec[IMPORTED_KEY] = {k: v for k, v in spec[IMPORTED_KEY].items() if k != "from"}
     tasks = sorted(r.scores)
     return {
         "run": _run_brief(r),

@@ -1,7 +1,8 @@
 """``gapmeter submit RUN_DIR --board URL --token T``: upload a run to a gapmeter board.
 
-The run directory must hold ``results.json`` and one ``samples_<task>.jsonl`` per task (a run
-made with ``--log_samples``): the board re-scores every item from its response and refuses a
+The run directory must hold ``results.json`` and, in ``<model_name_sanitized>/``, one
+``samples_<task>_<date_id>.jsonl`` per task (lm-eval's layout, written by ``--log_samples``; the
+newest of each task is sent, as one stored record per doc): the board re-scores every item from its response and refuses a
 run whose numbers its samples do not give. The upload is gzip-compressed and idempotent (the
 same files sent twice give the same board entry).
 """
@@ -16,6 +17,9 @@ from typing import Any
 import httpx
 
 from gapmeter.errors import DataError, GapmeterError
+from gapmeter.requests import doc_hash
+from gapmeter.store import lm_eval_layout as layout
+from gapmeter.store.results_json import output_dir
 
 FORMAT = "gapmeter-submission/1"
 
@@ -32,10 +36,13 @@ def build_payload(run_dir: Path, model_name: str | None = None) -> dict[str, Any
     if not isinstance(configs, dict) or not configs:
         raise DataError(f"{results_path}: field configs: no tasks")
     samples: dict[str, list[dict[str, Any]]] = {}
+    folder = output_dir(run_dir, results)
     for task in configs:
-        path = run_dir / f"samples_{task}.jsonl"
-        if not path.is_file():
-            raise DataError(f"{path}: not found (run `gapmeter run ... --log_samples` so the board can check every item)")
+        found = layout.latest_samples_file(folder, task)
+        if found is None:
+            raise DataError(f"{folder / layout.samples_file_name(task, '<date>')}: not found (run `gapmeter run ... "
+                            "--log_samples` so the board can check every item)")
+        path = found
         rows = []
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -44,7 +51,11 @@ def build_payload(run_dir: Path, model_name: str | None = None) -> dict[str, Any
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{i}: malformed JSON ({err})") from None
-        samples[task] = rows
+        try:
+            output_type = (configs[task] or {}).get("output_type") if isinstance(configs[task], dict) else None
+            samples[task] = layout.records_from_lines(rows, doc_hash, output_type)
+        except (KeyError, TypeError, IndexError) as err:
+            raise DataError(f"{path}: not lm-eval sample lines (field {err})") from None
     return {"format": FORMAT, "model_name": model_name or default_name(results), "results": results, "samples": samples}
 
 

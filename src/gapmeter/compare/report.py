@@ -299,7 +299,13 @@ def compare_stored(a: StoredRun, b: StoredRun, *, metric: str | None = None, sub
     if not units:
         raise ConfigError(f"no shared task has metric {metric!r}" if metric else "nothing to compare")
     results = []
+    no_items = a.aggregates_only | b.aggregates_only
     for unit in units:
+        if no_items & set(unit.leaves):
+            which = ", ".join(r.id for r in (a, b) if r.aggregates_only & set(unit.leaves))
+            notes.append(f"{unit.name}: no paired test (run {which} was imported without per-doc samples; "
+                         "only its aggregate scores are stored)")
+            continue
         data = paired_data(a, b, unit)
         if not data.a:
             notes.append(f"{unit.name}: no shared documents (different data or --limit ranges)")

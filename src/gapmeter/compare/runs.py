@@ -21,6 +21,7 @@ from gapmeter.errors import ConfigError, DataError
 from gapmeter.scoring.metrics import METRICS
 from gapmeter.store.db import DB_FILENAME, open_store
 from gapmeter.store.models import DocRecord, MetricValue, Run
+from gapmeter.store.runs import IMPORTED_KEY
 from gapmeter.store.task_configs import RESOLVED_TASKS_KEY, from_results_json
 from gapmeter.tasks.templates import resolve_text
 
@@ -91,6 +92,11 @@ class StoredRun:
     @property
     def limit(self) -> Any:
         return self.spec.get("limit")
+
+    @property
+    def aggregates_only(self) -> set[str]:
+        """Tasks imported without per-doc samples (``gapmeter import --aggregates_only``)."""
+        return set((self.spec.get(IMPORTED_KEY) or {}).get("aggregates_only") or ())
 
     def top_names(self) -> list[str]:
         return [n for n, t in self.tasks.items() if t.top]

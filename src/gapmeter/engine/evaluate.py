@@ -32,7 +32,7 @@ from gapmeter.requests import (
     request_hash,
 )
 from gapmeter.spec import RunSpec
-from gapmeter.store import results_json
+from gapmeter.store import lm_eval_layout, results_json
 from gapmeter.store.db import open_store, resolve_db_url
 from gapmeter.store.runs import finish_run, start_run
 from gapmeter.tasks.chat import PromptFormat
@@ -46,6 +46,7 @@ REQUEST_KINDS: tuple[RequestKind, ...] = ("loglikelihood", "loglikelihood_rollin
 def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBackend | None = None) -> RunOutcome:
     reporter = reporter or Reporter(enabled=False)
     started = time.perf_counter()
+    started_unix = time.time()
     check_backend(spec.model)
     parse_model_args(spec.model_args)
     pricing = Pricing.resolve(spec.model, spec.model_args, gpu_hour_cost=spec.gpu_hour_cost, prices=spec.prices)
@@ -127,6 +128,8 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
         output_path=spec.output_path,
         timings=timings,
         chat_template=chat_template,
+        started_unix=started_unix,
+        tokenizer_info=lm_eval_layout.tokenizer_info(model),
     )
     # From the stored per-request timings (docs/efficiency.md), before the run turns complete.
     invocation = {"recorded_requests": recorder.recorded, "failed_requests": recorder.failed,
@@ -135,9 +138,10 @@ def evaluate(spec: RunSpec, *, reporter: Reporter | None = None, model: ModelBac
     efficiency = measure_run(sessions, fingerprint, outcome, pricing, invocation)
     outcome.efficiency = efficiency
     store_efficiency(sessions, run_id, efficiency)
-    finish_run(sessions, outcome)
+    document = results_json.results_document(outcome)
+    finish_run(sessions, outcome, document)
     if spec.output_path is not None:
-        results_json.write_outputs(outcome)
+        results_json.write_outputs(outcome, document)
     timings["store"] = time.perf_counter() - t0
     return outcome
 

@@ -4,18 +4,18 @@ judge's summary in the run's results.json (lm-eval's keys, gapmeter's extras und
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from gapmeter.compare.runs import StoredRun
 from gapmeter.judge.pairwise import PairwiseResult
 from gapmeter.judge.single import SingleResult, aggregates
+from gapmeter.store.lm_eval_layout import parse_results_name
 from gapmeter.store.models import Run
-from gapmeter.store.results_json import atomic_write
-from gapmeter.store.runs import add_metric
+from gapmeter.store.results_json import atomic_write, output_dir
+from gapmeter.store.runs import RESULTS_DOCUMENT_KEY, add_metric
 
 
 def save_single(run: StoredRun, result: SingleResult) -> Path | None:
@@ -26,11 +26,31 @@ def save_single(run: StoredRun, result: SingleResult) -> Path | None:
     }
     add_metric(run.sessions, run.id, result.metric, per_doc, result.metrics, detail_key="judge")
     with run.sessions() as s:
-        output = s.scalar(select(Run.output_path).where(Run.id == run.id))
+        row = s.get(Run, run.id)
+        assert row is not None
+        output = row.output_path
+        stored = (row.spec or {}).get(RESULTS_DOCUMENT_KEY)
+        if stored:  # what `gapmeter export` writes back (a new object: SQLAlchemy compares values)
+            row.spec = {**row.spec, RESULTS_DOCUMENT_KEY: _with_judgement(copy.deepcopy(stored), result)}
+            s.commit()
     path = Path(output) / "results.json" if output else None
     if path is None or not path.is_file():
         return None
     doc = json.loads(path.read_text(encoding="utf-8"))
+    # The same document is also lm-eval's results_<date>.json beside the samples files: update
+    # this run's copies, so lm-eval's tools see the judge's metric too.
+    folder = output_dir(path.parent, doc)
+    copies = [path, *sorted(p for p in folder.glob("results_*.json") if parse_results_name(p.name))]
+    for written in copies:
+        found = json.loads(written.read_text(encoding="utf-8"))
+        if (found.get("gapmeter") or {}).get("run_id") != run.id:
+            continue  # another run's file in the same folder
+        updated = _with_judgement(found, result)
+        atomic_write(written, json.dumps(updated, indent=2, ensure_ascii=False, default=str))
+    return path
+
+
+def _with_judgement(doc: dict[str, Any], result: SingleResult) -> dict[str, Any]:
     key = f"{result.metric},none"
     for m in result.metrics:
         entry = doc.setdefault("groups" if m.is_group else "results", {}).setdefault(m.task, {"alias": m.task})
@@ -43,8 +63,7 @@ def save_single(run: StoredRun, result: SingleResult) -> Path | None:
         else:
             doc.setdefault("higher_is_better", {}).setdefault(m.task, {})[result.metric] = True
     doc.setdefault("gapmeter", {}).setdefault("judge", {})[result.metric] = result.summary()
-    atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str))
-    return path
+    return doc
 
 
 def pairwise_metric(other: StoredRun) -> str:

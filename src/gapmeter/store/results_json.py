@@ -1,9 +1,13 @@
-"""Plain JSON results in lm-evaluation-harness's layout, written atomically.
+"""A run's outputs in lm-evaluation-harness 0.4.13's layout, written atomically.
 
-``results.json`` has ``results[task]["acc,none"]``, ``"acc_stderr,none"``, ``configs``,
-``versions``, ``n-shot``, ``n-samples`` and ``higher_is_better`` as lm-eval writes them, plus
-gapmeter's extras under their own keys (``"acc_ci95,none"``, ``"acc_clustered_stderr,none"``,
-``gapmeter``). With ``--log_samples``, ``samples_<task>.jsonl`` has one line per doc.
+``<output_path>/<model_name_sanitized>/results_<date_id>.json`` has every key lm-eval writes
+(``results[task]["acc,none"]``, ``"acc_stderr,none"``, ``configs``, ``versions``, ``n-shot``,
+``n-samples``, ``higher_is_better``, ``config``, ``task_hashes``, the environment, tokenizer and
+chat-template keys...), plus gapmeter's extras under keys lm-eval does not use
+(``"acc_ci95,none"``, ``"acc_clustered_stderr,none"``, ``gapmeter``). With ``--log_samples``,
+``samples_<task>_<date_id>.jsonl`` beside it has lm-eval's lines (``store/lm_eval_layout.py``).
+``<output_path>/results.json`` is the same document under a fixed name (what ``compare``,
+``submit`` and scripts open).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, get_args
 import gapmeter
 from gapmeter.fsutil import umask_file_mode
 from gapmeter.requests import RequestKind, doc_hash
+from gapmeter.store import lm_eval_layout as layout
 from gapmeter.tasks.task import DocPlan, DocScore
 
 if TYPE_CHECKING:
@@ -50,29 +55,17 @@ def sample_record(plan: DocPlan, score: DocScore) -> dict[str, Any]:
         "filters": list(score.metrics),
         "metrics": {f"{m},{f}": v for f, ms in score.metrics.items() for m, v in ms.items()},
         "doc_hash": doc_hash(plan.doc),
-        "prompt_hash": _sha(json.dumps([list(r.args())[0] for r in plan.requests], ensure_ascii=False, default=str)),
+        "prompt_hash": layout.prompt_hash(arguments),
         "target_hash": _sha(str(score.target)),
     }
     return record
 
 
-def prompt_options(outcome: RunOutcome) -> dict[str, Any]:
-    """results.json's ``chat_template``, ``system_instruction`` (each with its sha256, None when
-    unset or empty) and ``fewshot_as_multiturn``, as lm-eval's ``log_experiment_args`` records them."""
-    template, system = outcome.chat_template, outcome.spec.system_instruction
-    return {
-        "chat_template": template,
-        "chat_template_sha": _sha(template) if template else None,
-        "system_instruction": system,
-        "system_instruction_sha": _sha(system) if system else None,
-        "fewshot_as_multiturn": outcome.spec.fewshot_as_multiturn,
-    }
-
-
 def results_document(outcome: RunOutcome) -> dict[str, Any]:
+    """The run's results document: lm-eval's keys in lm-eval's order, then ``gapmeter``."""
     results: dict[str, dict[str, Any]] = {}
     for name, task in outcome.tasks.items():
-        entry: dict[str, Any] = {"alias": name}
+        entry: dict[str, Any] = {"name": name, "alias": name, "sample_len": len(task.scores)}
         for m in task.metrics:
             key = f"{m.metric},{m.filter}"
             entry[key] = _num(m.value)
@@ -83,9 +76,14 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             if m.clustered_stderr is not None:
                 entry[f"{m.metric}_clustered_stderr,{m.filter}"] = _num(m.clustered_stderr)
         results[name] = entry
+    # lm-eval's group entries: alias, name; with aggregates also sample_len (its leaves' docs),
+    # the metrics and sample_count (docs behind each metric)
     groups: dict[str, dict[str, Any]] = {}
     for m in outcome.groups:
-        entry = groups.setdefault(m.task, {"alias": m.task})
+        entry = groups.setdefault(m.task, {"alias": m.task, "name": m.task,
+                                           "sample_len": sum(len(outcome.tasks[t].scores)
+                                                             for t in _leaves(outcome, m.task))})
+        entry.setdefault("sample_count", {})[f"{m.metric},{m.filter}"] = m.n
         entry[f"{m.metric},{m.filter}"] = _num(m.value)
         entry[f"{m.metric}_stderr,{m.filter}"] = _num(m.stderr)
         ci = m.ci95
@@ -93,18 +91,21 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
             entry[f"{m.metric}_ci95,{m.filter}"] = [_num(ci[0]), _num(ci[1])]
         if m.clustered_stderr is not None:
             entry[f"{m.metric}_clustered_stderr,{m.filter}"] = _num(m.clustered_stderr)
-    for name in outcome.plan.groups:
-        groups.setdefault(name, {"alias": name})
+    for entry in groups.values():
+        entry["sample_count"] = entry.pop("sample_count")  # last, as lm-eval writes it
     results.update(groups)
+    results.update({g: {"alias": g, "name": g} for g in outcome.plan.groups if g not in groups})
     configs = {}
     for name, task in outcome.tasks.items():
         leaf = outcome.plan.leaves[name]
         cfg = leaf.task.config.model_dump(mode="json", exclude_none=True)
         cfg["num_fewshot"] = task.num_fewshot
-        configs[name] = cfg
-    return {
+        source = str(leaf.task.yaml_dir) if leaf.task.yaml_dir else "gapmeter"
+        configs[name] = layout.task_config(cfg, leaf.task.config.version,
+                                           {**layout.model_args_dict(outcome.spec.model_args), "config_source": source})
+    doc: dict[str, Any] = {
         "results": results,
-        "groups": groups,
+        **({"groups": groups} if groups else {}),
         "group_subtasks": {g: node.children for g, node in outcome.plan.groups.items()}
         | {t: [] for t in outcome.tasks if t in outcome.plan.top},
         "configs": configs,
@@ -113,36 +114,69 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "n-shot": {n: t.num_fewshot for n, t in outcome.tasks.items()},
         "higher_is_better": {n: {m.metric: m.higher_is_better for m in t.metrics} for n, t in outcome.tasks.items()},
         "n-samples": {n: {"original": t.n_docs_total, "effective": len(t.scores)} for n, t in outcome.tasks.items()},
-        # lm-eval's prompt options, at the top level under lm-eval's keys (EvaluationTracker)
-        **prompt_options(outcome),
-        "config": {
-            "model": outcome.spec.model,
-            "model_args": outcome.spec.model_args,
-            "model_info": outcome.model_info,
-            # which scoring path produced the numbers and whether they are lm-eval's bit for bit
-            "scoring_path": outcome.model_info.get("scoring_path"),
-            "batch_size": outcome.spec.batch_size,
-            "device": outcome.spec.device,
-            "limit": outcome.spec.limit,
-            "bootstrap_iters": outcome.spec.bootstrap_iters,
-            "fewshot_seed": outcome.spec.fewshot_seed,
-            "gen_kwargs": outcome.spec.gen_kwargs or None,
-        },
-        "gapmeter": {
-            "version": gapmeter.__version__,
-            "run_id": outcome.run_id,
-            "db": _redact(outcome.db_url),
-            "computed_requests": outcome.computed_requests,
-            "cached_requests": outcome.cached_requests,
-            "seconds_by_request_type": {k: v for k, v in outcome.timings.items() if k in get_args(RequestKind)},
-            # prompts, model_load, each request type, metrics: where the run's time went
-            "seconds_by_phase": outcome.timings,
-            # Speed, memory, tokens and cost per run/task/group (docs/efficiency.md).
-            "efficiency": outcome.efficiency.to_json() if outcome.efficiency is not None else None,
-            # Malformed rows of users' tables left out with skip_invalid (docs/scenarios.md).
-            "skipped_rows": skipped_rows(outcome),
-        },
-        "total_evaluation_time_seconds": str(outcome.wall_seconds),
+        "config": _config(outcome),
+    }
+    spec = outcome.spec
+    task_hashes = {}
+    if spec.log_samples:
+        task_hashes = {name: layout.task_hash(layout.task_lines(
+                           sample_record(p, s) for p, s in zip(t.plans, t.scores, strict=True)))
+                       for name, t in outcome.tasks.items()}
+    doc.update({"git_hash": layout.git_hash(), "date": outcome.started_unix or 0.0, **layout.env_info(),
+                **outcome.tokenizer_info, "task_hashes": task_hashes})
+    # lm-eval's prompt options (--apply_chat_template, ...) at the top level, under its keys
+    doc.update(layout.chat_info(spec.model_args, spec.system_instruction, outcome.chat_template,
+                                spec.fewshot_as_multiturn, spec.model))
+    doc["total_evaluation_time_seconds"] = str(outcome.wall_seconds)
+    doc[layout.EXTRA_KEY] = {
+        "version": gapmeter.__version__,
+        "run_id": outcome.run_id,
+        "db": _redact(outcome.db_url),
+        "computed_requests": outcome.computed_requests,
+        "cached_requests": outcome.cached_requests,
+        "seconds_by_request_type": {k: v for k, v in outcome.timings.items() if k in get_args(RequestKind)},
+        # prompts, model_load, each request type, metrics: where the run's time went
+        "seconds_by_phase": outcome.timings,
+        # Speed, memory, tokens and cost per run/task/group (docs/efficiency.md).
+        "efficiency": outcome.efficiency.to_json() if outcome.efficiency is not None else None,
+        # Malformed rows of users' tables left out with skip_invalid (docs/scenarios.md).
+        "skipped_rows": skipped_rows(outcome),
+    }
+    return doc
+
+
+def _leaves(outcome: RunOutcome, group: str) -> list[str]:
+    out: list[str] = []
+    for child in outcome.plan.groups[group].children if group in outcome.plan.groups else []:
+        out += _leaves(outcome, child) if child in outcome.plan.groups else [child] if child in outcome.tasks else []
+    return out
+
+
+def _config(outcome: RunOutcome) -> dict[str, Any]:
+    """lm-eval's ``config`` block (model, HFLM's model info, execution) plus gapmeter's."""
+    spec, info = outcome.spec, outcome.model_info
+    hf_info = {"model_num_parameters": info.get("num_parameters"),
+               "model_dtype": f"torch.{info['dtype']}" if info.get("dtype") else None,
+               "model_revision": info.get("revision") or "main", "model_sha": info.get("sha", "")}
+    return {
+        "model": spec.model,
+        "model_args": layout.model_args_dict(spec.model_args),
+        # HFLM's get_model_info keys, for the backends that load weights
+        **(hf_info if "num_parameters" in info else {}),
+        "batch_size": layout.batch_size_value(spec.batch_size),
+        "batch_sizes": [],
+        "device": spec.device,
+        "use_cache": None,
+        "limit": spec.limit,
+        "bootstrap_iters": spec.bootstrap_iters,
+        "gen_kwargs": spec.gen_kwargs or None,
+        "random_seed": 0,
+        "numpy_seed": 1234,
+        "torch_seed": 1234,
+        "fewshot_seed": spec.fewshot_seed,
+        "model_info": info,
+        # which scoring path produced the numbers and whether they are lm-eval's bit for bit
+        "scoring_path": info.get("scoring_path"),
     }
 
 
@@ -180,15 +214,37 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_outputs(outcome: RunOutcome) -> None:
+def output_dir(output_path: Path, document: dict[str, Any]) -> Path:
+    """lm-eval's folder for a run's files: ``<output_path>/<model_name_sanitized>``."""
+    return output_path / str(document.get("model_name_sanitized") or "model")
+
+
+def samples_path(run_dir: Path, task: str) -> Path | None:
+    """A run's newest ``samples_<task>_<date_id>.jsonl`` (via its ``results.json``), else None."""
+    document = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    return layout.latest_samples_file(output_dir(run_dir, document), task)
+
+
+def write_lm_eval_layout(directory: Path, document: dict[str, Any], records: dict[str, list[dict[str, Any]]],
+                         date: str) -> Path:
+    """``samples_<task>_<date>.jsonl`` per task in ``records`` (stored per-doc records), then
+    ``results_<date>.json``; returns the results file."""
+    for task, recs in records.items():
+        lines = [layout.dumps(line) for line in layout.task_lines(recs)]
+        atomic_write(directory / layout.samples_file_name(task, date), "".join(x + "\n" for x in lines))
+    path = directory / layout.results_file_name(date)
+    atomic_write(path, layout.dumps(document, indent=2))
+    return path
+
+
+def write_outputs(outcome: RunOutcome, document: dict[str, Any] | None = None) -> None:
     assert outcome.output_path is not None
     out = Path(outcome.output_path)
+    document = document if document is not None else results_document(outcome)
+    records = {}
     if outcome.spec.log_samples:
-        for name, task in outcome.tasks.items():
-            lines = [
-                json.dumps(sample_record(p, s), ensure_ascii=False, default=str)
-                for p, s in zip(task.plans, task.scores, strict=True)
-            ]
-            atomic_write(out / f"samples_{name}.jsonl", "\n".join(lines) + "\n")
+        records = {name: [sample_record(p, s) for p, s in zip(task.plans, task.scores, strict=True)]
+                   for name, task in outcome.tasks.items()}
+    write_lm_eval_layout(output_dir(out, document), document, records, layout.date_id())
     # results.json last: its presence means the whole run's outputs are there.
-    atomic_write(out / "results.json", json.dumps(results_document(outcome), indent=2, ensure_ascii=False, default=str))
+    atomic_write(out / "results.json", layout.dumps(document, indent=2))

@@ -18,9 +18,13 @@ from gapmeter.outcomes import MetricResult, RunOutcome
 from gapmeter.requests import doc_hash
 from gapmeter.spec import RunSpec
 from gapmeter.store import results_json
-from gapmeter.store.models import DocRecord, MetricValue, Run, utcnow
+from gapmeter.store.models import DocRecord, EfficiencyValue, MetricValue, Run, utcnow
 from gapmeter.store.task_configs import RESOLVED_TASKS_KEY, resolved_task_configs
 
+#: the run's results document (lm-eval's layout), in the run's spec JSON
+RESULTS_DOCUMENT_KEY = "results_document"
+#: in an imported run's spec: where it came from and which tasks have no per-doc records
+IMPORTED_KEY = "imported"
 DocRow = tuple[str, int, str, dict[str, Any]]  # task, doc_id, doc_hash, record
 
 
@@ -86,8 +90,9 @@ def start_run(sessions: sessionmaker[Session], run_id: str, spec: RunSpec, finge
         s.commit()
 
 
-def finish_run(sessions: sessionmaker[Session], outcome: RunOutcome) -> None:
-    """Replace the run's records and metrics in one transaction, then mark it complete."""
+def finish_run(sessions: sessionmaker[Session], outcome: RunOutcome, document: dict[str, Any] | None = None) -> None:
+    """Replace the run's records and metrics in one transaction, then mark it complete. The
+    results document (results.json) is kept with the run: ``gapmeter export`` writes it back."""
     with sessions() as s:
         save_results(s, outcome.run_id, outcome_records(outcome),
                      [r for t in outcome.tasks.values() for r in t.metrics] + outcome.groups)
@@ -96,6 +101,8 @@ def finish_run(sessions: sessionmaker[Session], outcome: RunOutcome) -> None:
         run.status = "complete"
         # The tasks as they were run (prompts, shots, versions): what `compare` checks.
         run.spec = {**run.spec, RESOLVED_TASKS_KEY: resolved_task_configs(outcome)}
+        if document is not None:
+            run.spec[RESULTS_DOCUMENT_KEY] = document
         run.finished_at = utcnow()
         run.wall_seconds = outcome.wall_seconds
         s.commit()
@@ -146,3 +153,32 @@ def add_metric(sessions: sessionmaker[Session], run_id: str, metric: str,
         if resolved:
             run.spec = {**run.spec, RESOLVED_TASKS_KEY: resolved}
         s.commit()
+
+
+#: run row, records, metrics, efficiency rows (``EfficiencyValue`` columns without ``run_id``)
+ImportedRow = tuple[dict[str, Any], list[DocRow], list[MetricResult], list[dict[str, Any]]]
+
+
+def save_imported_runs(sessions: sessionmaker[Session], runs: list[ImportedRow]) -> list[bool]:
+    """Store runs read from another tool's files (``gapmeter import``): rows, records and metrics
+    of all of them in one transaction, each replacing an earlier import of the same run. A run this
+    store made itself is left as it is (its entry in the answer is False)."""
+    stored = []
+    with sessions() as s, s.begin():
+        for row, records, metrics, efficiency in runs:
+            run = s.get(Run, row["id"])
+            if run is not None and not (run.spec or {}).get(IMPORTED_KEY):
+                stored.append(False)
+                continue
+            if run is None:
+                s.add(Run(**row))
+            else:
+                for key, value in row.items():
+                    setattr(run, key, value)
+            s.flush()
+            save_results(s, row["id"], records, metrics)
+            s.execute(delete(EfficiencyValue).where(EfficiencyValue.run_id == row["id"]))
+            if efficiency:
+                s.execute(insert(EfficiencyValue), [{"run_id": row["id"], **e} for e in efficiency])
+            stored.append(True)
+    return stored
