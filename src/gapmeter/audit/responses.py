@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gapmeter.audit.progress import Meter, NullMeter
 from gapmeter.engine.cache import ResponseCache
 from gapmeter.models.base import ModelBackend
 from gapmeter.requests import Request, request_hash
@@ -21,6 +22,7 @@ class RequestRunner:
         self.cache = cache
         self._memo: dict[str, Any] = {}
         self.computed = 0
+        self.meter: Meter = NullMeter()
 
     def run(self, requests: Sequence[Request]) -> list[Any]:
         unique: dict[str, Request] = {}
@@ -30,6 +32,7 @@ class RequestRunner:
         if missing and self.cache is not None:
             self._memo.update(self.cache.get_many(missing))
             missing = [h for h in missing if h not in self._memo]
+        self.meter.add(len(missing))
         for kind in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
             todo = [h for h in missing if unique[h].kind == kind]
             if todo:
@@ -46,6 +49,7 @@ class RequestRunner:
             for h, _, r in items:
                 self._memo[h] = r
             self.computed += len(items)
+            self.meter.advance(len(items))
 
         if kind == "loglikelihood":
             self.backend.loglikelihood(reqs, on_done)  # type: ignore[arg-type]
