@@ -294,6 +294,8 @@ def audit(
     opts = AuditOptions(model, model_args, names, parse_references(reference), detectors, limit, batch_size,
                         device, output_path, db, data_dir, tuple(include_path or ()),
                         parse_baselines(baseline_model, baseline_model_args))
+    for name, args in opts.baselines:
+        check_model_source(name, args)
     if as_json:  # progress goes to stderr: stdout holds the JSON document only
         emit_json(audit_document(run_audit(opts, config, err_console), opts, config))
         return
