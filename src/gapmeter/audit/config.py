@@ -24,7 +24,7 @@ class AuditConfig:
     # per shard; after each round the randomization p-value on the pools so far is computed and
     # the test stops once it is ≥ oren_futility_p (it would need to fall below alpha to matter).
     # Stopping only for futility cannot add a rejection, so the level stays ≤ alpha (docs/audit.md).
-    oren_round: int = 10
+    oren_round: int = 5
     oren_futility_p: float = 0.3
     # The p-value: "randomization" re-draws which ordering of each shard is canonical (exact
     # under exchangeability, any shard size); "t" is Oren et al.'s t-test over shards, which

@@ -7,6 +7,7 @@ of orderings at a time), so the ETA is for the work known so far.
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Protocol
 
@@ -49,6 +50,9 @@ class RichMeter:
             console=console, transient=False,
         )
         self.current: TaskID | None = None
+        self.seconds: dict[str, float] = {}  # wall time per label (benchmarks print it)
+        self._label = ""
+        self._since = 0.0
 
     def __enter__(self) -> RichMeter:
         self.progress.start()
@@ -59,6 +63,9 @@ class RichMeter:
         self.progress.stop()
 
     def _finish(self) -> None:
+        if self._label:
+            self.seconds[self._label] = self.seconds.get(self._label, 0.0) + time.perf_counter() - self._since
+            self._label = ""
         if self.current is not None:
             task = self.progress.tasks[-1]
             self.progress.update(self.current, total=max(task.completed, 1), completed=max(task.completed, 1))
@@ -66,6 +73,7 @@ class RichMeter:
     def begin(self, label: str) -> None:
         self._finish()
         self.current = self.progress.add_task(label, total=0)
+        self._label, self._since = label, time.perf_counter()
 
     def add(self, total: int) -> None:
         if self.current is not None and total:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gapmeter.audit.adjusted import BaselineScores, adjusted_inflation
 from gapmeter.audit.base import AuditContext, Detector
@@ -68,7 +69,7 @@ def audit_tasks(
     scorer = token_scorer_for(backend) if "token_logprobs" in caps else None
     if meter is not None:
         runner.meter = meter
-    per_task: list[tuple[AuditPair, list[DetectorResult], AuditContext]] = []
+    per_task: list[tuple[AuditPair, list[DetectorResult], AuditContext, list[dict[str, Any]], dict[str, Any] | None]] = []
     for pair in pairs:
         ctx = AuditContext(backend, runner, caps, scorer, pair.candidate, pair.reference, config)
         results = []
@@ -80,16 +81,15 @@ def audit_tasks(
             results.append(det.run(ctx))
         if meter is not None:
             meter.begin(f"{pair.candidate.name}: per-item scores")
-        per_task.append((pair, results, ctx))
+        per_task.append((pair, results, ctx, *item_rows(ctx)))
     if config.holm:
-        apply_holm([r for _, rs, _ in per_task for r in rs])
+        apply_holm([r for _, rs, *_ in per_task for r in rs])
     else:
-        for _, rs, _ in per_task:
+        for _, rs, *_ in per_task:
             for r in rs:
                 r.p_holm = r.p_value
     audits = []
-    for pair, results, ctx in per_task:
-        rows, clean = item_rows(ctx)
+    for pair, results, ctx, rows, clean in per_task:
         audits.append(conclude(pair.candidate.name, results, estimate_inflation(ctx, results), config, rows, clean))
     return audits
 

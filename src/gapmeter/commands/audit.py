@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class AuditOutcome:
     audits: list[TaskAudit]
     model_info: dict[str, Any]
     db_url: str
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per (task, detector)
 
 
 def parse_references(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -161,7 +162,7 @@ def run_audit(
             if scores:
                 adjust_for_difficulty(audit, scores, seed=config.seed)
     _store(sessions, audit_id, opts, fingerprint, pairs, audits, config)
-    outcome = AuditOutcome(audit_id, audits, model_info, db_url)
+    outcome = AuditOutcome(audit_id, audits, model_info, db_url, meter.seconds)
     if opts.output_path is not None:
         _write_json(opts.output_path / "audit.json", outcome, opts, config)
     return outcome
