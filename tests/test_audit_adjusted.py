@@ -156,6 +156,19 @@ def test_adjusted_inflation_recovers_a_planted_gain_when_the_reference_is_harder
     # the planted items look seen: most of the public set is called a member
     assert doc["clean_items_score"]["expected_members"] > 20
 
+    # the store keeps the rows, and the board's drill-down reads them
+    from sqlalchemy import create_engine, text
+
+    from gapmeter.board.dimensions import _membership_detail
+
+    with create_engine(f"sqlite:///{tmp_path / 'gapmeter.sqlite'}").connect() as c:
+        source, config = c.execute(text("select inflation_source, config from audit_verdicts")).one()
+    stored = json.loads(config)
+    assert source == "adjusted" and len(stored["items"]) == 440
+    drill = _membership_detail(stored)
+    assert "likely_clean_score" in drill and drill["likely_seen_items"].startswith("doc ")
+    assert "mean baseline gap" in drill["inflation_method"]
+
     # without a baseline the same audit says its estimate is not difficulty-adjusted
     plain = run_audit(AuditOptions(**{**opts.__dict__, "baselines": (), "output_path": tmp_path / "plain"}), AuditConfig(),
                       Console(quiet=True), progress_console=Console(quiet=True)).audits[0].inflation

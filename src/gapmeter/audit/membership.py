@@ -36,7 +36,7 @@ def membership_probability(public: np.ndarray, reference: np.ndarray) -> tuple[n
     ref_sorted = np.sort(reference)
     at_least = m - np.searchsorted(ref_sorted, public, side="left")
     p = (1 + at_least) / (m + 1)
-    pi0 = float(min(1.0, np.mean(p > 0.5) / 0.5))
+    pi0 = min(1.0, float(np.mean(p > 0.5)) / 0.5)
     if np.ptp(public) == 0 or np.ptp(reference) == 0:
         return np.full(len(public), 1.0 - pi0), pi0
     f0 = gaussian_kde(reference)(public)
