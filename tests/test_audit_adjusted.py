@@ -155,6 +155,7 @@ def test_adjusted_inflation_recovers_a_planted_gain_when_the_reference_is_harder
     assert doc["inflation"]["difficulty_adjusted"] is True
     # the planted items look seen: most of the public set is called a member
     assert doc["clean_items_score"]["expected_members"] > 20
+    print("clean items score:", doc["clean_items_score"])
 
     # the store keeps the rows, and the board's drill-down reads them
     from sqlalchemy import create_engine, text
@@ -166,7 +167,9 @@ def test_adjusted_inflation_recovers_a_planted_gain_when_the_reference_is_harder
     stored = json.loads(config)
     assert source == "adjusted" and len(stored["items"]) == 440
     drill = _membership_detail(stored)
-    assert "likely_clean_score" in drill and drill["likely_seen_items"].startswith("doc ")
+    # every public item was planted: all look seen, none is left as likely clean
+    assert drill["likely_clean_score"].startswith("no likely-clean item among 40")
+    assert drill["likely_seen_items"].count("doc ") == 20  # the 20 most likely, highest first
     assert "mean baseline gap" in drill["inflation_method"]
 
     # without a baseline the same audit says its estimate is not difficulty-adjusted

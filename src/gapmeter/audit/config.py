@@ -20,11 +20,11 @@ class AuditConfig:
     oren_shards: int = 50
     oren_permutations: int = 50
     oren_min_items_per_shard: int = 2
-    # Oren's test on a budget (issue 18): the other orderings are scored in rounds of this many
-    # per shard; after each round the randomization p-value on the pools so far is computed and
+    # Oren's test on a budget (issue 18): the other orderings are scored in rounds, this many per
+    # shard first, then twice as many each round (1, 2, 4, ...); after each round the randomization p-value on the pools so far is computed and
     # the test stops once it is ≥ oren_futility_p (it would need to fall below alpha to matter).
     # Stopping only for futility cannot add a rejection, so the level stays ≤ alpha (docs/audit.md).
-    oren_round: int = 5
+    oren_round: int = 1
     oren_futility_p: float = 0.3
     # The p-value: "randomization" re-draws which ordering of each shard is canonical (exact
     # under exchangeability, any shard size); "t" is Oren et al.'s t-test over shards, which

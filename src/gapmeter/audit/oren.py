@@ -85,8 +85,9 @@ class OrenExchangeability(Detector):
     def _score_in_rounds(
         self, ctx: AuditContext, texts: list[str], shard_orders: list[list[list[int]]], seed: str,
     ) -> tuple[list[list[float]], int, bool]:
-        """Each shard's pool of log-likelihoods (canonical first), scored ``oren_round`` orderings
-        per shard at a time; stops early once the interim p-value is ≥ ``oren_futility_p``.
+        """Each shard's pool of log-likelihoods (canonical first), scored in rounds of ``oren_round``,
+        then twice, four times... as many orderings per shard; stops early once the interim
+        p-value is ≥ ``oren_futility_p``.
 
         A futility stop only ever replaces "not rejected at the full pool" by "not rejected", so
         P(reject) ≤ alpha still holds; the reported p is then the interim one (≥ the bound).
@@ -96,8 +97,11 @@ class OrenExchangeability(Detector):
         done = 0
         rounds = 0
         width = max(len(o) for o in shard_orders)
+        step = cfg.oren_round
         while done < width:
-            upto = done + cfg.oren_round + (1 if done == 0 else 0)  # the first round adds the canonical order
+            # the first round adds the canonical order; each later round doubles (few interim looks)
+            upto = done + step + (1 if done == 0 else 0)
+            step *= 2
             batch = [(i, order) for i, pool in enumerate(shard_orders) for order in pool[done:upto]]
             lls = ctx.runner.run([RollingLoglikelihoodRequest(SEPARATOR.join(texts[j] for j in order)) for _, order in batch])
             for (i, _), ll in zip(batch, lls, strict=True):

@@ -132,8 +132,11 @@ def _membership_detail(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(inf, dict):
         out["inflation_method"] = inf.get("method", "")
     clean = config.get("clean_items_score")
-    if isinstance(clean, dict) and clean.get("score") is not None:
-        out["likely_clean_score"] = f"{clean['score']:.3f} on {clean['n']} of {clean['n_public']} items (public {clean['public_score']:.3f})"
+    if isinstance(clean, dict):
+        out["likely_clean_score"] = (
+            f"{clean['score']:.3f} on {clean['n']} of {clean['n_public']} items (public {clean['public_score']:.3f})"
+            if clean.get("score") is not None else f"no likely-clean item among {clean['n_public']} (public {clean['public_score']:.3f})"
+        )
     rows = [r for r in config.get("items") or [] if isinstance(r, dict) and r.get("membership_probability") is not None]
     seen = sorted((r for r in rows if r["membership_probability"] >= 0.5), key=lambda r: -r["membership_probability"])
     if rows:
