@@ -154,7 +154,7 @@ def run_audit(
     with RichMeter(progress_console or Console(stderr=True)) as meter:
         audits = audit_tasks(backend, pairs, config=config, runner=runner, detectors=detectors, meter=meter)
     if opts.baselines:
-        del backend  # one model in memory at a time
+        del backend, runner  # one model in memory at a time (the caller may still hold its own)
         no_ref = [p.candidate.name for p in pairs if p.reference is None]
         if no_ref:
             notice(f"--baseline_model: {', '.join(no_ref)} has no reference set, so its inflation is not difficulty-adjusted")
