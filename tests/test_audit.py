@@ -155,6 +155,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     [
         (["--detectors", "min_k,oren"], "unknown detector 'oren'"),
         (["--reference", "arc_easy=t_letters_ref"], "'arc_easy' is not one of the audited tasks"),
+        (["--baseline_model", "hf", "--baseline_model", "hf", "--baseline_model_args", "pretrained=x"], "given 1 times for 2"),
+        (["--baseline_model", "hf", "--baseline_model_args", "pretrained=/no/such/model"], "/no/such/model"),
+        (["--oren_shards", "1"], "oren_shards must be at least 2"),
     ],
 )
 def test_bad_audit_options_are_one_line_errors(gpt2_model_dir: Path, task_dir: Path, tmp_path: Path, extra: list[str], needle: str) -> None:
@@ -164,3 +167,33 @@ def test_bad_audit_options_are_one_line_errors(gpt2_model_dir: Path, task_dir: P
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
     assert not (tmp_path / "o" / "audit.json").exists()
+
+
+def test_oren_stops_for_futility_on_a_clean_model_and_progress_counts_every_call(gpt2_model_dir: Path, task_dir: Path, tmp_path: Path) -> None:
+    """24 items in 3 shards of 8 (50 orderings planned each): a random model has no canonical-order
+    preference, so after the first round (5 orderings) the interim p is far above alpha and the test stops;
+    with the bound at 1 the same audit scores every ordering. The bars count the model calls made."""
+    from io import StringIO
+
+    cfg = AuditConfig(oren_shards=3, oren_permutations=50, oren_round=5)
+    outcome = run_audit(_opts(gpt2_model_dir, task_dir, tmp_path / "a", tasks=("t_letters",), detectors="oren_exchangeability"),
+                        cfg, Console(quiet=True), progress_console=Console(quiet=True))
+    oren = outcome.audits[0].detectors[0]
+    d = oren.details
+    assert d["orderings_planned"] == [50]
+    if d["stopped_for_futility"]:
+        assert oren.p_value >= cfg.oren_futility_p and d["orderings_per_shard"][0] < 50
+    full_cfg = AuditConfig(oren_shards=3, oren_permutations=50, oren_round=5, oren_futility_p=1.0)
+    full = run_audit(_opts(gpt2_model_dir, task_dir, tmp_path / "b", tasks=("t_letters",), detectors="oren_exchangeability"),
+                     full_cfg, Console(quiet=True), progress_console=Console(quiet=True)).audits[0].detectors[0]
+    assert full.details["orderings_per_shard"] == [50] and not full.details["stopped_for_futility"]
+    assert full.details["rounds"] == 4  # 5, 10, 20, then the last 15 of 50
+    # the clean random model: stopped after one round, and the stop did not turn a rejection into none
+    assert d["stopped_for_futility"] and d["rounds"] == 1 and full.p_value >= 0.05
+
+    sink = StringIO()
+    run_audit(_opts(gpt2_model_dir, task_dir, tmp_path / "c", tasks=("t_letters",), detectors="oren_exchangeability,min_k"),
+              cfg, Console(quiet=True), progress_console=Console(file=sink, width=120))
+    shown = sink.getvalue()
+    assert "t_letters: oren_exchangeability" in shown and "t_letters: min_k" in shown and "ETA" in shown
+    assert "48/48" in shown  # min_k: 24 public + 24 reference texts scored

@@ -266,6 +266,10 @@ def audit(
     tasks: Annotated[str, typer.Option("--tasks", help="comma-separated tasks/groups to audit")] = "",
     reference: Annotated[str | None, typer.Option("--reference", help="TASK=REF_TASK,...: unseen items of the same form (default: TASK_fresh if registered)")] = None,
     detectors: Annotated[str, typer.Option("--detectors", help="all, or a comma list (see docs/audit.md)")] = "all",
+    baseline_model: Annotated[list[str] | None, typer.Option("--baseline_model", "--baseline-model", help="a backend believed clean (repeat for several): inflation is then difficulty-adjusted")] = None,
+    baseline_model_args: Annotated[list[str] | None, typer.Option("--baseline_model_args", "--baseline-model-args", help="model_args of the i-th --baseline_model (repeat in the same order)")] = None,
+    oren_shards: Annotated[int, typer.Option("--oren_shards", "--oren-shards", help="Oren's test: at most this many shards")] = 50,
+    oren_permutations: Annotated[int, typer.Option("--oren_permutations", "--oren-permutations", help="Oren's test: at most this many other orderings per shard (scored in rounds, stopped early once the test cannot reach alpha)")] = 50,
     limit: Annotated[int | None, typer.Option("--limit", help="first N items of each task and reference")] = None,
     prompt_style: Annotated[str, typer.Option("--prompt_style", "--prompt-style", help="completion (base models) | instruct (chat models)")] = "completion",
     alpha: Annotated[float, typer.Option("--alpha")] = 0.05,
@@ -284,6 +288,7 @@ def audit(
     from gapmeter.commands.audit import (
         AuditOptions,
         audit_document,
+        parse_baselines,
         parse_references,
         print_audit,
         run_audit,
@@ -294,11 +299,15 @@ def audit(
     if not names:
         raise GapmeterError("--tasks is required (see `gapmeter tasks`)")
     try:
-        config = AuditConfig(alpha=alpha, prompt_style=prompt_style)
+        config = AuditConfig(alpha=alpha, prompt_style=prompt_style, oren_shards=oren_shards,
+                             oren_permutations=oren_permutations)
     except ValueError as err:
         raise GapmeterError(f"audit settings: {err}") from None
     opts = AuditOptions(model, model_args, names, parse_references(reference), detectors, limit, batch_size,
-                        device, output_path, db, data_dir, tuple(include_path or ()))
+                        device, output_path, db, data_dir, tuple(include_path or ()),
+                        parse_baselines(baseline_model, baseline_model_args))
+    for name, args in opts.baselines:
+        check_model_source(name, args)
     if as_json:  # progress goes to stderr: stdout holds the JSON document only
         emit_json(audit_document(run_audit(opts, config, err_console), opts, config))
         return

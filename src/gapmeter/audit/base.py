@@ -38,7 +38,9 @@ class AuditContext:
         if which not in self._tokens:
             s = self.candidate if which == "candidate" else self.reference
             assert s is not None and self.token_scorer is not None
-            self._tokens[which] = self.token_scorer.token_stats(s.texts())
+            meter = self.runner.meter
+            meter.add(len(s.items))
+            self._tokens[which] = self.token_scorer.token_stats(s.texts(), meter.advance)
         return self._tokens[which]
 
 

@@ -20,6 +20,12 @@ class AuditConfig:
     oren_shards: int = 50
     oren_permutations: int = 50
     oren_min_items_per_shard: int = 2
+    # Oren's test on a budget (issue 18): the other orderings are scored in rounds, this many per
+    # shard first, then twice as many each round (1, 2, 4, ...); after each round the randomization p-value on the pools so far is computed and
+    # the test stops once it is ≥ oren_futility_p (it would need to fall below alpha to matter).
+    # Stopping only for futility cannot add a rejection, so the level stays ≤ alpha (docs/audit.md).
+    oren_round: int = 1
+    oren_futility_p: float = 0.3
     # The p-value: "randomization" re-draws which ordering of each shard is canonical (exact
     # under exchangeability, any shard size); "t" is Oren et al.'s t-test over shards, which
     # over-rejects with 2-item shards (issue 20; measured by `gapmeter selftest oren`).
@@ -45,6 +51,12 @@ class AuditConfig:
             raise ValueError("alpha must be in (0, 1)")
         if not 0 < self.mink_fraction <= 1:
             raise ValueError("mink_fraction must be in (0, 1]")
+        if self.oren_shards < 2:
+            raise ValueError("oren_shards must be at least 2")
+        if self.oren_permutations < 1 or self.oren_round < 1:
+            raise ValueError("oren_permutations and oren_round must be at least 1")
+        if not self.alpha < self.oren_futility_p <= 1:
+            raise ValueError("oren_futility_p must be in (alpha, 1]")
         if self.oren_test not in {"randomization", "t"}:
             raise ValueError("oren_test must be randomization or t")
         if self.prompt_style not in {"completion", "instruct"}:

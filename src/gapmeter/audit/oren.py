@@ -82,6 +82,38 @@ class OrenExchangeability(Detector):
     needs = ("loglikelihood_rolling",)
     requires = "the test set in its canonical (published) order"
 
+    def _score_in_rounds(
+        self, ctx: AuditContext, texts: list[str], shard_orders: list[list[list[int]]], seed: str,
+    ) -> tuple[list[list[float]], int, bool]:
+        """Each shard's pool of log-likelihoods (canonical first), scored in rounds of ``oren_round``,
+        then twice, four times... as many orderings per shard; stops early once the interim
+        p-value is ≥ ``oren_futility_p``.
+
+        A futility stop only ever replaces "not rejected at the full pool" by "not rejected", so
+        P(reject) ≤ alpha still holds; the reported p is then the interim one (≥ the bound).
+        """
+        cfg = ctx.config
+        pools: list[list[float]] = [[] for _ in shard_orders]
+        done = 0
+        rounds = 0
+        width = max(len(o) for o in shard_orders)
+        step = cfg.oren_round
+        while done < width:
+            # the first round adds the canonical order; each later round doubles (few interim looks)
+            upto = done + step + (1 if done == 0 else 0)
+            step *= 2
+            batch = [(i, order) for i, pool in enumerate(shard_orders) for order in pool[done:upto]]
+            lls = ctx.runner.run([RollingLoglikelihoodRequest(SEPARATOR.join(texts[j] for j in order)) for _, order in batch])
+            for (i, _), ll in zip(batch, lls, strict=True):
+                pools[i].append(float(ll))
+            done = upto
+            rounds += 1
+            if done < width and cfg.oren_test == "randomization":
+                interim = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed)
+                if interim.p_value >= cfg.oren_futility_p:
+                    return pools, rounds, True
+        return pools, rounds, False
+
     def detect(self, ctx: AuditContext) -> DetectorResult:
         cfg = ctx.config
         texts = ctx.candidate.texts()
@@ -90,18 +122,9 @@ class OrenExchangeability(Detector):
             return self.skip(ctx, f"needs at least {2 * cfg.oren_min_items_per_shard} items for 2 shards")
         rng = random.Random(f"oren/{cfg.seed}/{ctx.candidate.name}")
         shard_orders = [orderings(s, cfg.oren_permutations, rng) for s in shards]
-        requests = [
-            RollingLoglikelihoodRequest(SEPARATOR.join(texts[i] for i in order))
-            for pool in shard_orders for order in pool
-        ]
-        lls = [float(x) for x in ctx.runner.run(requests)]
-        pools: list[list[float]] = []
-        pos = 0
-        for pool in shard_orders:
-            pools.append(lls[pos : pos + len(pool)])
-            pos += len(pool)
-        diffs = [p[0] - float(np.mean(p[1:])) for p in pools]
         seed = f"oren-test/{cfg.seed}/{ctx.candidate.name}"
+        pools, rounds, stopped = self._score_in_rounds(ctx, texts, shard_orders, seed)
+        diffs = [p[0] - float(np.mean(p[1:])) for p in pools]
         test = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed)
         t_test = one_sided_t(diffs)
         sizes = sorted({len(s) for s in shards})
@@ -117,7 +140,11 @@ class OrenExchangeability(Detector):
             details={
                 "shards": len(shards),
                 "items_per_shard": sizes,
-                "orderings_per_shard": sorted({len(p) - 1 for p in shard_orders}),
+                "orderings_per_shard": sorted({len(p) - 1 for p in pools}),
+                "orderings_planned": sorted({len(p) - 1 for p in shard_orders}),
+                "rounds": rounds,
+                "stopped_for_futility": stopped,
+                "futility_p": cfg.oren_futility_p,
                 "test": cfg.oren_test,
                 "resamples": cfg.oren_resamples if cfg.oren_test == "randomization" else None,
                 "p_t_test": t_test.p_value,

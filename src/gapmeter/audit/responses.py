@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gapmeter.audit.progress import Meter, NullMeter
 from gapmeter.engine.cache import ResponseCache
 from gapmeter.models.base import ModelBackend, RequestStats
 from gapmeter.requests import (
@@ -28,6 +29,7 @@ class RequestRunner:
         self.cache = cache
         self._memo: dict[str, Any] = {}
         self.computed = 0
+        self.meter: Meter = NullMeter()
 
     def run(self, requests: Sequence[Request]) -> list[Any]:
         unique: dict[str, Request] = {}
@@ -37,6 +39,7 @@ class RequestRunner:
         if missing and self.cache is not None:
             self._memo.update(self.cache.get_many(missing))
             missing = [h for h in missing if h not in self._memo]
+        self.meter.add(len(missing))
         kinds: tuple[RequestKind, ...] = ("loglikelihood", "loglikelihood_rolling", "generate_until")
         for kind in kinds:
             todo = [h for h in missing if unique[h].kind == kind]
@@ -54,6 +57,7 @@ class RequestRunner:
             for h, _, r in items:
                 self._memo[h] = r
             self.computed += len(items)
+            self.meter.advance(len(items))
 
         # One kind per call (``run`` groups them), so each list narrows to its request type.
         if kind == "loglikelihood":

@@ -45,9 +45,16 @@ class Inflation:
     ci_high: float
     public_score: float
     equivalent_score: float
-    source: str  # "reference" (fresh/held-out items) or "perturbation" (same items, perturbed)
+    # "reference" (fresh/held-out items), "perturbation" (same items, perturbed), or "adjusted"
+    # (reference items, difficulty gap predicted from baseline models: audit/adjusted.py)
+    source: str
     n: int
     n_equivalent: int
+    # False: public − equivalent, which also contains any difficulty gap between the two sets
+    difficulty_adjusted: bool = False
+    unadjusted_estimate: float | None = None
+    method: str = ""
+    baselines: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +67,14 @@ class TaskAudit:
     reason: str
     detectors: list[DetectorResult]
     inflation: Inflation | None
+    # per item (public and reference): score, detector scores, membership probability
+    # (audit/membership.py); and the public score restricted to the likely-unseen items
+    items: list[dict[str, Any]] = field(default_factory=list)
+    clean_items_score: dict[str, Any] | None = None
+
+    def scores(self, which: str) -> list[float]:
+        """The audited model's per-item scores of the public ("test") or "reference" items."""
+        return [float(row["score"]) for row in self.items if row["set"] == which]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,4 +83,6 @@ class TaskAudit:
             "reason": self.reason,
             "detectors": [d.to_json() for d in self.detectors],
             "inflation": self.inflation.to_json() if self.inflation else None,
+            "clean_items_score": self.clean_items_score,
+            "items": self.items,
         }

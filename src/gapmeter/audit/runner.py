@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from gapmeter.audit.adjusted import BaselineScores, adjusted_inflation
 from gapmeter.audit.base import AuditContext, Detector
 from gapmeter.audit.config import AuditConfig
 from gapmeter.audit.items import AuditSet
+from gapmeter.audit.membership import item_rows
 from gapmeter.audit.mink import MinKPlusPlus, MinKProb
 from gapmeter.audit.oren import OrenExchangeability
 from gapmeter.audit.perturbation import PerturbationGap
+from gapmeter.audit.progress import Meter
 from gapmeter.audit.responses import RequestRunner
 from gapmeter.audit.result import DetectorResult, Inflation, TaskAudit
 from gapmeter.audit.time_travel import TimeTravel
@@ -58,29 +62,44 @@ def audit_tasks(
     runner: RequestRunner,
     detectors: Sequence[Detector] | None = None,
     progress: Callable[[str], None] | None = None,
+    meter: Meter | None = None,
 ) -> list[TaskAudit]:
     detectors = list(detectors) if detectors is not None else select_detectors(None)
     caps = backend_capabilities(backend)
     scorer = token_scorer_for(backend) if "token_logprobs" in caps else None
-    per_task: list[tuple[AuditPair, list[DetectorResult], AuditContext]] = []
+    if meter is not None:
+        runner.meter = meter
+    per_task: list[tuple[AuditPair, list[DetectorResult], AuditContext, list[dict[str, Any]], dict[str, Any] | None]] = []
     for pair in pairs:
         ctx = AuditContext(backend, runner, caps, scorer, pair.candidate, pair.reference, config)
         results = []
         for det in detectors:
             if progress:
                 progress(f"{pair.candidate.name}: {det.name}")
+            if meter is not None:
+                meter.begin(f"{pair.candidate.name}: {det.name}")
             results.append(det.run(ctx))
-        per_task.append((pair, results, ctx))
+        if meter is not None:
+            meter.begin(f"{pair.candidate.name}: per-item scores")
+        per_task.append((pair, results, ctx, *item_rows(ctx)))
     if config.holm:
-        apply_holm([r for _, rs, _ in per_task for r in rs])
+        apply_holm([r for _, rs, *_ in per_task for r in rs])
     else:
-        for _, rs, _ in per_task:
+        for _, rs, *_ in per_task:
             for r in rs:
                 r.p_holm = r.p_value
     audits = []
-    for pair, results, ctx in per_task:
-        audits.append(conclude(pair.candidate.name, results, estimate_inflation(ctx, results), config))
+    for pair, results, ctx, rows, clean in per_task:
+        audits.append(conclude(pair.candidate.name, results, estimate_inflation(ctx, results), config, rows, clean))
     return audits
+
+
+def adjust_for_difficulty(audit: TaskAudit, baselines: Sequence[BaselineScores], *, seed: int) -> None:
+    """Replace the task's reference-based inflation with the baseline-adjusted one (in place)."""
+    public, reference = audit.scores("test"), audit.scores("reference")
+    if not reference:
+        return
+    audit.inflation = adjusted_inflation(public, reference, baselines, seed=seed)
 
 
 def estimate_inflation(ctx: AuditContext, results: list[DetectorResult]) -> Inflation | None:

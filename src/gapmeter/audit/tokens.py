@@ -9,7 +9,7 @@ backend's model object and tokenizer directly (it never changes the backend).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ class TokenStats:
 
 
 class TokenScorer(Protocol):
-    def token_stats(self, texts: Sequence[str]) -> list[TokenStats]: ...
+    def token_stats(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[TokenStats]: ...
 
 
 def backend_capabilities(backend: Any) -> frozenset[str]:
@@ -85,7 +85,8 @@ class HFTokenScorer:
         n = min(len(tgt), int(b.max_length))
         return inp[:n], tgt[:n]
 
-    def token_stats(self, texts: Sequence[str]) -> list[TokenStats]:
+    def token_stats(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[TokenStats]:
+        """Statistics per text; ``on_batch(rows)`` after each forward pass (progress)."""
         import torch
         import torch.nn.functional as F
 
@@ -122,4 +123,6 @@ class HFTokenScorer:
                 out[i] = TokenStats(
                     lp.double().cpu().numpy(), mu[r, :n].double().cpu().numpy(), sigma[r, :n].double().cpu().numpy()
                 )
+            if on_batch is not None:
+                on_batch(len(batch))
         return [s if s is not None else TokenStats(np.zeros(0), np.zeros(0), np.zeros(0)) for s in out]

@@ -17,12 +17,15 @@ long as each detector's own test is valid (the self-test measures that). Verdict
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from gapmeter.audit.config import AuditConfig
 from gapmeter.audit.result import DetectorResult, Inflation, TaskAudit
 from gapmeter.audit.stats import Z95, diff_ci_unpaired, holm
+
+NOT_ADJUSTED = "not difficulty-adjusted (no --baseline_model): "
 
 
 def apply_holm(results: list[DetectorResult]) -> None:
@@ -70,7 +73,8 @@ def inflation_from_reference(candidate: list[float], reference: list[float]) -> 
         d = float(a.mean() - b.mean())
         se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
         low, high = d - Z95 * se, d + Z95 * se
-    return Inflation(d, low, high, float(a.mean()), float(b.mean()), "reference", len(a), len(b))
+    return Inflation(d, low, high, float(a.mean()), float(b.mean()), "reference", len(a), len(b),
+                     method=NOT_ADJUSTED + "public − reference items, " + ("Newcombe" if binary else "normal") + " 95% CI")
 
 
 def inflation_from_perturbation(result: DetectorResult) -> Inflation | None:
@@ -81,9 +85,13 @@ def inflation_from_perturbation(result: DetectorResult) -> Inflation | None:
         float(result.effect or 0.0), float(low), float(high),
         float(result.details["acc_original"]), float(result.details["acc_perturbed"]),
         "perturbation", result.n, result.n,
+        method=NOT_ADJUSTED + "original − perturbed items, paired 95% CI",
     )
 
 
-def conclude(task: str, results: list[DetectorResult], inflation: Inflation | None, config: AuditConfig) -> TaskAudit:
+def conclude(
+    task: str, results: list[DetectorResult], inflation: Inflation | None, config: AuditConfig,
+    items: list[dict[str, Any]] | None = None, clean_items_score: dict[str, Any] | None = None,
+) -> TaskAudit:
     v, reason = verdict(results, config.alpha)
-    return TaskAudit(task, v, reason, results, inflation)
+    return TaskAudit(task, v, reason, results, inflation, items or [], clean_items_score)

@@ -124,6 +124,26 @@ def model_efficiency(runs: Sequence[RunInfo], per_run: dict[str, Efficiency]) ->
     return anything[0] if anything else Efficiency()
 
 
+def _membership_detail(config: dict[str, Any]) -> dict[str, Any]:
+    """Drill-down lines from the audit's extras (issue 18): adjustment, likely-clean score, and
+    which public items look seen (highest membership probability first)."""
+    out: dict[str, Any] = {}
+    inf = config.get("inflation_detail")
+    if isinstance(inf, dict):
+        out["inflation_method"] = inf.get("method", "")
+    clean = config.get("clean_items_score")
+    if isinstance(clean, dict):
+        out["likely_clean_score"] = (
+            f"{clean['score']:.3f} on {clean['n']} of {clean['n_public']} items (public {clean['public_score']:.3f})"
+            if clean.get("score") is not None else f"no likely-clean item among {clean['n_public']} (public {clean['public_score']:.3f})"
+        )
+    rows = [r for r in config.get("items") or [] if isinstance(r, dict) and r.get("membership_probability") is not None]
+    seen = sorted((r for r in rows if r["membership_probability"] >= 0.5), key=lambda r: -r["membership_probability"])
+    if rows:
+        out["likely_seen_items"] = ", ".join(f"doc {r['doc_id']} ({r['membership_probability']:.2f})" for r in seen[:20]) or "none"
+    return out
+
+
 def load_audit_flags(session: Session, runs: dict[str, RunInfo]) -> dict[str, list[AuditFlag]]:
     """Per run, the contamination audit's latest verdict per task for the run's model weights
     (matched by model fingerprint), with each detector's evidence."""
@@ -164,6 +184,7 @@ def load_audit_flags(session: Session, runs: dict[str, RunInfo]) -> dict[str, li
         if v.inflation is not None:
             detail["inflation"] = v.inflation
             detail["inflation_ci95"] = [v.inflation_ci_low, v.inflation_ci_high]
+        detail.update(_membership_detail(v.config if isinstance(v.config, dict) else {}))
         for d in detectors:
             detail[d["detector"]] = (
                 f"skipped: {d['skipped']}" if d["skipped"] else

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,18 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import delete
 
+from gapmeter.audit.adjusted import BaselineScores
 from gapmeter.audit.config import AuditConfig
-from gapmeter.audit.items import build_audit_set
+from gapmeter.audit.items import build_audit_set, item_scores
+from gapmeter.audit.progress import RichMeter
 from gapmeter.audit.responses import RequestRunner
 from gapmeter.audit.result import TaskAudit
-from gapmeter.audit.runner import AuditPair, audit_tasks, select_detectors
+from gapmeter.audit.runner import AuditPair, adjust_for_difficulty, audit_tasks, select_detectors
 from gapmeter.engine.cache import ResponseCache
 from gapmeter.engine.plan import resolve_tasks
 from gapmeter.errors import ConfigError
 from gapmeter.models.registry import check_backend, load_model
+from gapmeter.notices import notice
 from gapmeter.render import print_table
 from gapmeter.store.db import open_store, resolve_db_url
 from gapmeter.store.models import AuditDetectorResult, AuditVerdict
@@ -52,6 +55,8 @@ class AuditOptions:
     db: str | None = None
     data_dir: Path | None = None
     include_path: tuple[Path, ...] = ()
+    # models believed clean, (backend, model_args) each: the difficulty adjustment of inflation
+    baselines: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -60,6 +65,7 @@ class AuditOutcome:
     audits: list[TaskAudit]
     model_info: dict[str, Any]
     db_url: str
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per (task, detector)
 
 
 def parse_references(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -76,9 +82,46 @@ def parse_references(text: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def run_audit(opts: AuditOptions, config: AuditConfig, console: Console | None = None, *, backend: Any = None) -> AuditOutcome:
+def parse_baselines(models: list[str] | None, model_args: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--baseline_model`` i takes the i-th ``--baseline_model_args`` (all may be left out)."""
+    models, model_args = list(models or []), list(model_args or [])
+    if model_args and len(model_args) != len(models):
+        raise ConfigError(
+            f"--baseline_model_args: given {len(model_args)} times for {len(models)} --baseline_model; "
+            "give one per baseline model, in the same order (or none)"
+        )
+    if not models and model_args:
+        raise ConfigError("--baseline_model_args needs --baseline_model")
+    return tuple(zip(models, model_args or [""] * len(models), strict=True))
+
+
+def baseline_scores(opts: AuditOptions, pairs: list[AuditPair], sessions: Any, console: Console) -> list[list[BaselineScores]]:
+    """Per pair, each baseline model's per-item scores on its public and reference items."""
+    out: list[list[BaselineScores]] = [[] for _ in pairs]
+    for name, args in opts.baselines:
+        backend = load_model(name, args, device=opts.device, batch_size=opts.batch_size)
+        runner = RequestRunner(backend, ResponseCache(sessions, backend.fingerprint()))
+        label = f"{name}:{args}" if args else name
+        for i, pair in enumerate(pairs):
+            if pair.reference is None:
+                continue
+            console.print(f"[dim]baseline {label}: scoring {pair.candidate.name} and {pair.reference.name}[/]", highlight=False)
+            public = item_scores(pair.candidate.task, [it.doc for it in pair.candidate.items], runner)
+            reference = item_scores(pair.reference.task, [it.doc for it in pair.reference.items], runner)
+            out[i].append(BaselineScores(label, public, reference))
+        del backend, runner
+    return out
+
+
+def run_audit(
+    opts: AuditOptions, config: AuditConfig, console: Console | None = None, *, backend: Any = None,
+    progress_console: Console | None = None,
+) -> AuditOutcome:
+    """``progress_console``: where the progress bars go (default stderr, so stdout stays clean)."""
     console = console or Console()
     check_backend(opts.model)
+    for name, _ in opts.baselines:
+        check_backend(name)
     detectors = select_detectors(opts.detectors)
     if opts.data_dir is not None:
         os.environ["GAPMETER_DATA_DIR"] = str(opts.data_dir)
@@ -103,17 +146,23 @@ def run_audit(opts: AuditOptions, config: AuditConfig, console: Console | None =
     if backend is None:
         backend = load_model(opts.model, opts.model_args, device=opts.device, batch_size=opts.batch_size)
     fingerprint = backend.fingerprint()
+    model_info = backend.describe()
     db_url = resolve_db_url(opts.db, opts.output_path)
     sessions = open_store(db_url)
     runner = RequestRunner(backend, ResponseCache(sessions, fingerprint))
     audit_id = _audit_id(fingerprint, opts, config, pairs)
-    with console.status("auditing") as status:
-        audits = audit_tasks(
-            backend, pairs, config=config, runner=runner, detectors=detectors,
-            progress=lambda msg: status.update(f"auditing {msg}"),
-        )
+    with RichMeter(progress_console or Console(stderr=True)) as meter:
+        audits = audit_tasks(backend, pairs, config=config, runner=runner, detectors=detectors, meter=meter)
+    if opts.baselines:
+        del backend, runner  # one model in memory at a time (the caller may still hold its own)
+        no_ref = [p.candidate.name for p in pairs if p.reference is None]
+        if no_ref:
+            notice(f"--baseline_model: {', '.join(no_ref)} has no reference set, so its inflation is not difficulty-adjusted")
+        for audit, scores in zip(audits, baseline_scores(opts, pairs, sessions, console), strict=True):
+            if scores:
+                adjust_for_difficulty(audit, scores, seed=config.seed)
     _store(sessions, audit_id, opts, fingerprint, pairs, audits, config)
-    outcome = AuditOutcome(audit_id, audits, backend.describe(), db_url)
+    outcome = AuditOutcome(audit_id, audits, model_info, db_url, meter.seconds)
     if opts.output_path is not None:
         _write_json(opts.output_path / "audit.json", outcome, opts, config)
     return outcome
@@ -126,6 +175,7 @@ def _audit_id(fingerprint: str, opts: AuditOptions, config: AuditConfig, pairs: 
         "references": [p.reference.name if p.reference else None for p in pairs],
         "limit": opts.limit,
         "detectors": opts.detectors,
+        "baselines": [list(b) for b in opts.baselines],
         "config": asdict(config),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
@@ -148,7 +198,9 @@ def _store(sessions: Any, audit_id: str, opts: AuditOptions, fingerprint: str, p
                 inflation_source=inf.source if inf else None,
                 public_score=finite(inf.public_score) if inf else None,
                 equivalent_score=finite(inf.equivalent_score) if inf else None,
-                config=asdict(config),
+                # the extras have no columns of their own (no schema migration): kept beside the settings
+                config={**asdict(config), "inflation_detail": inf.to_json() if inf else None,
+                        "clean_items_score": a.clean_items_score, "items": a.items},
             ))
             for d in a.detectors:
                 s.add(AuditDetectorResult(
@@ -180,6 +232,12 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _clean(c: dict[str, Any] | None) -> str:
+    if not c or c.get("score") is None:
+        return "—"
+    return f"{c['score']:.3f} (n={c['n']} of {c['n_public']})"
+
+
 def print_audit(outcome: AuditOutcome, console: Console) -> None:
     table = Table(title=f"gapmeter audit {outcome.audit_id[:12]} (one-sided tests; Holm over all rows that ran)")
     for col in ("task", "detector", "needs", "statistic", "p", "p (Holm)", "effect", "n", "note"):
@@ -193,8 +251,9 @@ def print_audit(outcome: AuditOutcome, console: Console) -> None:
                 f"skipped: {d.skipped}" if d.skipped else "",
             )
     print_table(console, table)
-    verdicts = Table(title="verdicts (inflation = public score − score on unseen/perturbed equivalents, 95% CI)")
-    for col in ("task", "verdict", "inflation", "95% CI", "public", "equivalent", "source", "reason"):
+    verdicts = Table(title="verdicts (inflation = public score − score on unseen/perturbed equivalents, 95% CI; "
+                           "adjusted: minus the difficulty gap the baseline models show)")
+    for col in ("task", "verdict", "inflation", "95% CI", "public", "equivalent", "likely-clean items", "source", "reason"):
         verdicts.add_column(col)
     colours = {"clean": "green", "suspicious": "yellow", "contaminated": "bold red", "untested": "dim"}
     for a in outcome.audits:
@@ -205,6 +264,8 @@ def print_audit(outcome: AuditOutcome, console: Console) -> None:
             f"[{inf.ci_low:+.3f}, {inf.ci_high:+.3f}]" if inf else "—",
             f"{inf.public_score:.3f}" if inf else "—",
             f"{inf.equivalent_score:.3f}" if inf else "—",
-            inf.source if inf else "—", a.reason,
+            _clean(a.clean_items_score),
+            (inf.source if inf.difficulty_adjusted else f"{inf.source} (not difficulty-adjusted)") if inf else "—",
+            a.reason,
         )
     print_table(console, verdicts)
