@@ -16,7 +16,7 @@ from gapmeter.judge.asking import Judge
 from gapmeter.judge.identity import model_name, self_preference
 from gapmeter.judge.items import judged_tasks, run_items
 from gapmeter.judge.pairwise import compare_pairwise
-from gapmeter.judge.prompts import DEFAULT_RUBRIC, SCALES
+from gapmeter.judge.prompts import DEFAULT_RUBRIC, SCALES, Scale
 from gapmeter.judge.saving import pairwise_metric, save_pairwise, save_single
 from gapmeter.judge.single import grade
 from gapmeter.model_source import check_model_source
@@ -78,9 +78,16 @@ def _warn_self(judge: Judge, run: StoredRun, err_console: Any) -> str | None:
     return why
 
 
+def _scale(text: str) -> Scale:
+    if text == "1-10":
+        return "1-10"
+    if text == "pass_fail":
+        return "pass_fail"
+    raise ConfigError(f"--scale {text!r}: use one of {', '.join(SCALES)}")
+
+
 def judge_command(opts: JudgeOptions, console: Any, err_console: Any) -> dict[str, Any]:
-    if opts.scale not in SCALES:
-        raise ConfigError(f"--scale {opts.scale!r}: use one of {', '.join(SCALES)}")
+    scale = _scale(opts.scale)
     if opts.pairwise and len(opts.runs) != 2:
         raise ConfigError(f"--pairwise compares two runs, got {len(opts.runs)}")
     if not opts.pairwise and not opts.runs:
@@ -99,7 +106,7 @@ def judge_command(opts: JudgeOptions, console: Any, err_console: Any) -> dict[st
         items = run_items(run, names)
         # The judge's replies and timings go to the judged run's store (resumable, measured).
         judge.sessions, judge.hashes, judge.stats, judge.failed = run.sessions, [], [], 0
-        result = grade(run, items, judge, rubric=rubric, scale=opts.scale, judge_info=info)  # type: ignore[arg-type]
+        result = grade(run, items, judge, rubric=rubric, scale=scale, judge_info=info)
         result.judge["self_preference"] = warnings.get(run.id)
         result.judge["cost"] = judge.cost_report(len(items))
         if result.metrics:
