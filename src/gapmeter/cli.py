@@ -64,22 +64,34 @@ def run(
     prompt_variants: Annotated[bool, typer.Option("--prompt_variants", "--prompt-variants", help="also run every built-in prompt format of the tasks; report the spread")] = False,
     subsets: Annotated[Path | None, typer.Option("--subsets", help="subsets.jsonl from `gapmeter decontaminate`: scores on clean vs dirty docs with a significance test")] = None,
     verbosity: Annotated[str, typer.Option("--verbosity", help="DEBUG | INFO | WARNING | ERROR")] = "WARNING",
+    executor: Annotated[str, typer.Option("--executor", help="local | ray (requests sharded across Ray replica actors; same numbers and run id)")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray_address", "--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a cluster in this process)")] = None,
+    ray_replicas: Annotated[int, typer.Option("--ray_replicas", "--ray-replicas", help="model replicas (one Ray actor each)")] = 1,
+    ray_num_gpus_per_replica: Annotated[float, typer.Option("--ray_num_gpus_per_replica", "--ray-num-gpus-per-replica")] = 0.0,
+    ray_num_cpus_per_replica: Annotated[float, typer.Option("--ray_num_cpus_per_replica", "--ray-num-cpus-per-replica")] = 1.0,
+    ray_shard_size: Annotated[int, typer.Option("--ray_shard_size", "--ray-shard-size", help="requests per shard sent to a replica")] = 32,
 ) -> None:
     """Evaluate a model on tasks; results go to OUTPUT_PATH and the store. Re-running resumes."""
     names = tuple(t.strip() for t in tasks.split(",") if t.strip())
     if not names:
         raise GapmeterError("--tasks is required (see `gapmeter tasks`)")
+    if executor == "ray":  # without Ray installed: one line on how to get it, before anything loads
+        from gapmeter.executors.ray_import import import_ray
+
+        import_ray()
     check_model_source(model, model_args)  # before torch is imported: a wrong path fails in a second
 
-    from gapmeter.commands.run import run_evaluation
+    from gapmeter.commands.run import ray_options, run_evaluation
 
+    ray = ray_options(executor, ray_address, ray_replicas, ray_num_gpus_per_replica,
+                      ray_num_cpus_per_replica, ray_shard_size)
     _quiet_libraries(verbosity)
     run_evaluation(
         model=model, model_args=model_args, names=names, num_fewshot=num_fewshot, limit=limit,
         batch_size=batch_size, device=device, output_path=output_path, log_samples=log_samples,
         data_dir=data_dir, seed=seed, include_path=include_path, db=db, bootstrap_iters=bootstrap_iters,
         gpu_hour_cost=gpu_hour_cost, prices=prices, prompt_variants=prompt_variants, subsets=subsets,
-        progress=verbosity.upper() != "ERROR", console=console,
+        progress=verbosity.upper() != "ERROR", console=console, ray=ray,
     )
 
 

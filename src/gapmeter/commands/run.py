@@ -14,6 +14,8 @@ from rich.console import Console
 
 from gapmeter.engine.evaluate import evaluate
 from gapmeter.engine.progress import Reporter
+from gapmeter.executors.ray_import import import_ray
+from gapmeter.executors.ray_pool import RayOptions
 from gapmeter.report import print_run_summary
 from gapmeter.spec import RunSpec
 
@@ -40,7 +42,11 @@ def run_evaluation(
     subsets: Path | None,
     progress: bool,
     console: Console,
+    ray: RayOptions | None = None,
 ) -> None:
+    """``ray`` set: the requests run on Ray replica actors (``--executor ray``), else here."""
+    if ray is not None:
+        import_ray()  # without Ray: one line on how to install it, before any work
     if prompt_variants:
         from gapmeter.engine.plan import with_prompt_variants
         from gapmeter.tasks.registry import TaskRegistry
@@ -71,7 +77,14 @@ def run_evaluation(
         from gapmeter.decontam.subsets import read_subsets
 
         membership = read_subsets(subsets)
-    outcome = evaluate(spec, reporter=Reporter(enabled=progress))
+    if ray is None:
+        outcome = evaluate(spec, reporter=Reporter(enabled=progress))
+    else:
+        from gapmeter.executors.ray_pool import RayReplicas
+
+        with RayReplicas(model, model_args, device=device, batch_size=batch_size, options=ray,
+                         rate_limits=_api_limits(model, model_args)) as replicas:
+            outcome = evaluate(spec, reporter=Reporter(enabled=progress), model=replicas)
     print_run_summary(outcome, console)
     if membership is not None:
         from gapmeter.decontam.subsets import compare, print_report, write_report
@@ -84,3 +97,25 @@ def run_evaluation(
         from gapmeter.commands.compare import print_run_sensitivity
 
         print_run_sensitivity(outcome.run_id, outcome.db_url, console)
+
+
+def _api_limits(model: str, model_args: str) -> tuple[float | None, float | None]:
+    """The ``rpm``/``tpm`` of an API backend's ``--model_args``: on Ray they hold cluster-wide."""
+    from gapmeter.models.base import parse_model_args
+
+    args = parse_model_args(model_args)
+    return (float(args["rpm"]) if args.get("rpm") else None, float(args["tpm"]) if args.get("tpm") else None)
+
+
+def ray_options(executor: str, address: str | None, replicas: int, num_gpus: float, num_cpus: float,
+                shard_size: int) -> RayOptions | None:
+    """``--executor`` and the ``--ray_*`` options → where the requests run (None: here)."""
+    if executor not in ("local", "ray"):
+        from gapmeter.errors import ConfigError
+
+        raise ConfigError(f"--executor {executor!r}: use local or ray")
+    if executor == "local":
+        return None
+    import_ray()
+    return RayOptions(address=address or os.environ.get("RAY_ADDRESS") or None, replicas=replicas,
+                      num_gpus_per_replica=num_gpus, num_cpus_per_replica=num_cpus, shard_size=shard_size)
