@@ -417,7 +417,10 @@ def main() -> None:
             stop_children()
         raise
     except GapmeterError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # Escaped: a message may hold brackets (``gapmeter[ray]``, a list) that are not markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         err_console.print("aborted")

@@ -103,14 +103,14 @@ class RayReplicas:
 
             self._limiter = shared_limiter(*self._rate_limits)
         self._slots = [_Slot(i, self._new_actor(i, 0)) for i in range(self.options.replicas)]
-        ray = import_ray()
         identities = self._call_all(lambda a: a.identity.remote())
         fingerprints = {fp for fp, _ in identities}
         if len(fingerprints) != 1:
             raise GapmeterError(f"the {len(identities)} replicas loaded different models ({sorted(fingerprints)})")
         fingerprint, described = identities[0]
+        nodes = set(self._call_all(lambda a: a.node.remote()))
         self._identity = (fingerprint, {**described, "executor": "ray", "ray_replicas": self.options.replicas,
-                                        "ray_nodes": len([n for n in ray.nodes() if n.get("Alive")])})
+                                        "ray_replica_nodes": len(nodes)})
 
     def _call_all(self, call: Any) -> list[Any]:
         ray = import_ray()

@@ -33,6 +33,12 @@ class Replica:
         """The backend's fingerprint (the cache key and part of the run id) and description."""
         return self.backend.fingerprint(), self.backend.describe()
 
+    def node(self) -> str:
+        """The id of the Ray node this replica runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def answer(self, kind: RequestKind, requests: list[Request]) -> tuple[list[Any], list[RequestStats | None]]:
         """Every request of the shard answered (or marked failed in its stats), in input order."""
         if any(r.kind != kind for r in requests):
