@@ -95,6 +95,19 @@ def run(
     )
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="SWEEP.yaml: models, tasks, options (see docs/scaling.md)")],
+    executor: Annotated[str | None, typer.Option("--executor", help="local | ray (default: the file's executor)")] = None,
+    verbosity: Annotated[str, typer.Option("--verbosity")] = "WARNING",
+) -> None:
+    """Run a grid of models × tasks × options into one store (resumable); print the standings."""
+    from gapmeter.commands.sweep import run_sweep
+
+    _quiet_libraries(verbosity)
+    run_sweep(sweep_file, executor=executor, console=console)
+
+
 @app.command("tasks")
 def list_tasks(
     include_path: Annotated[list[Path] | None, typer.Option("--include_path", "--include-path")] = None,
