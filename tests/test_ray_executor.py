@@ -200,3 +200,23 @@ def test_driver_killed_then_same_command_resumes(cluster: str, local_run: Path, 
     assert info["cached_requests"] >= stored
     assert info["computed_requests"] == 100 - info["cached_requests"]
     assert_same_numbers(local_run, out)
+
+
+def test_sweep_as_ray_tasks_then_resumed_locally(cluster: str, gpt2_model_dir: Path, tiny_model_factory: Any,
+                                                 tmp_path: Path) -> None:
+    """Each job a Ray task (one CPU each: both nodes work); the same grid run again locally finds
+    every response stored: the same run ids, nothing computed."""
+    from test_sweep import jobs_of, sweep, write_sweep
+
+    path = write_sweep(tmp_path / "sweep.yaml", {"a": gpt2_model_dir, "b": tiny_model_factory("gpt2", seed=1)},
+                       executor="ray", ray_address=cluster)
+    on_ray = sweep(path, env=_env())
+    assert on_ray.returncode == 0, on_ray.stderr
+    jobs = jobs_of(on_ray.stdout)
+    assert len(jobs) == 4 and all(c == 40 and k == 0 for _, c, k in jobs.values())
+    assert on_ray.stdout.count("task: sums_mc") == 2
+    again = sweep(path, "--executor", "local", env=_env())
+    assert again.returncode == 0, again.stderr
+    rerun = jobs_of(again.stdout)
+    assert {k: v[0] for k, v in rerun.items()} == {k: v[0] for k, v in jobs.items()}
+    assert all(c == 0 and k == 40 for _, c, k in rerun.values())
