@@ -220,3 +220,44 @@ def test_sweep_as_ray_tasks_then_resumed_locally(cluster: str, gpt2_model_dir: P
     rerun = jobs_of(again.stdout)
     assert {k: v[0] for k, v in rerun.items()} == {k: v[0] for k, v in jobs.items()}
     assert all(c == 0 and k == 40 for _, c, k in rerun.values())
+
+
+def test_api_rate_limit_holds_for_the_whole_cluster(cluster: str) -> None:
+    """Two replicas of an API backend with rpm=120 (2/s, a burst of 2) share one bucket: a real
+    HTTP server on 127.0.0.1 sees the 12 requests spread over >= 4.5 s (per-replica buckets would
+    let them through twice as fast, in about 2.5 s)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from gapmeter.executors.ray_pool import RayOptions, RayReplicas
+    from gapmeter.requests import GenerateRequest
+    from gapmeter.serve.runner import ServerThread
+
+    arrivals: list[tuple[float, str]] = []
+
+    async def completions(request: Request) -> JSONResponse:
+        client = request.client
+        arrivals.append((time.monotonic(), f"{client.host}:{client.port}" if client else "?"))
+        return JSONResponse({"choices": [{"index": 0, "text": " ok", "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+    app = Starlette(routes=[Route("/v1/completions", completions, methods=["POST"])])
+    answers: dict[int, Any] = {}
+    with ServerThread(app) as server:
+        args = f"base_url={server.url},model=m,stream=false,rpm=120,concurrency=4"
+        with RayReplicas("openai", args, device=None, batch_size="1", rate_limits=(120.0, None),
+                         options=RayOptions(address=cluster, replicas=2, shard_size=2)) as replicas:
+            replicas.fingerprint()
+            requests = [GenerateRequest(f"q{i}", ("\n",), 2) for i in range(12)]
+            replicas.generate(requests, lambda pos, res, _stats=None: answers.update(zip(pos, res, strict=True)))
+            nodes = replicas.describe()["ray_replica_nodes"]
+    assert sorted(answers) == list(range(12)) and set(answers.values()) == {" ok"}
+    assert nodes == 2
+    times = sorted(t for t, _ in arrivals)
+    assert len(times) == 12
+    assert times[-1] - times[0] >= 4.5, times  # (12 - 2 burst) / 2 per s = 5 s
+    for i in range(len(times)):  # never more than burst + rate × window in any window
+        for j in range(i + 1, len(times)):
+            assert j - i + 1 <= 2 + 2 * (times[j] - times[i]) + 1, (i, j, times)

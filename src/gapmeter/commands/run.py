@@ -100,11 +100,13 @@ def run_evaluation(
 
 
 def _api_limits(model: str, model_args: str) -> tuple[float | None, float | None]:
-    """The ``rpm``/``tpm`` of an API backend's ``--model_args``: on Ray they hold cluster-wide."""
+    """The ``rpm``/``tpm`` of an API backend's ``--model_args`` (validated here, before any
+    replica starts): on Ray they hold for the whole cluster."""
     from gapmeter.models.base import parse_model_args
+    from gapmeter.models.registry import backend
 
-    args = parse_model_args(model_args)
-    return (float(args["rpm"]) if args.get("rpm") else None, float(args["tpm"]) if args.get("tpm") else None)
+    args = backend(model).args.parse(parse_model_args(model_args))
+    return getattr(args, "rpm", None), getattr(args, "tpm", None)
 
 
 def ray_options(executor: str, address: str | None, replicas: int, num_gpus: float, num_cpus: float,
