@@ -2,7 +2,7 @@
 --block`` process on 127.0.0.1, stopped at the end by their process ids (never ``ray stop``,
 which would stop every Ray process on the machine).
 
-Each node gets one CPU, so two replicas with one CPU each land on different nodes. Ray 2.5x+
+Each node gets one CPU, so two replicas with one CPU each land on different nodes. Ray 2.60
 turns token authentication on by default; these nodes, on 127.0.0.1 only and gone after the
 test, run without it (``AUTH_ENV``), and so must every process that joins them.
 """
