@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from support.ray_cluster import AUTH_ENV, local_cluster  # noqa: E402
+from support.ray_cluster import AUTH_ENV, Cluster, local_cluster  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "user_tasks"
 LIMIT = 20  # docs per task: sums_mc (5 choices) + sums_gen = 100 requests
@@ -79,12 +79,12 @@ def assert_same_numbers(ref: Path, got: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
+def cluster() -> Iterator[Cluster]:
     saved = {k: os.environ.get(k) for k in AUTH_ENV}
     os.environ.update(AUTH_ENV)  # the in-process driver of the replica-kill test joins it too
     try:
-        with local_cluster() as address:
-            yield address
+        with local_cluster() as nodes:
+            yield nodes
     finally:
         for k, v in saved.items():
             if v is None:
@@ -113,9 +113,9 @@ def test_without_ray_one_line_says_how_to_install(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_ray_run_equals_local_run(cluster: str, local_run: Path, gpt2_model_dir: Path, tmp_path: Path) -> None:
+def test_ray_run_equals_local_run(cluster: Cluster, local_run: Path, gpt2_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ray"
-    subprocess.run(_cmd(gpt2_model_dir, out, "--executor", "ray", "--ray_address", cluster, "--ray_replicas", "2",
+    subprocess.run(_cmd(gpt2_model_dir, out, "--executor", "ray", "--ray_address", cluster.address, "--ray_replicas", "2",
                         "--ray_shard_size", "8"), check=True, env=_env(), timeout=300)
     assert_same_numbers(local_run, out)
     info = _results(out)
@@ -124,25 +124,22 @@ def test_ray_run_equals_local_run(cluster: str, local_run: Path, gpt2_model_dir:
     assert _stored(out / "gapmeter.sqlite") == 100
 
 
-def test_replica_killed_mid_run_changes_nothing(cluster: str, local_run: Path, gpt2_model_dir: Path,
-                                                tmp_path: Path) -> None:
-    """One replica actor is killed (``ray.kill``) as soon as the first shard is stored; its
-    shards are answered by its replacement: all 100 requests stored once, same numbers."""
-    import ray
-
+def _run_with_a_fault(cluster: Cluster, model_dir: Path, out: Path, fault: Any) -> Any:
+    """An in-process run on the cluster (2 replicas, shards of 2) with ``fault(replicas)`` done
+    once, when the first responses come back; returns the replicas (their fault counters)."""
     from gapmeter.engine.evaluate import evaluate
     from gapmeter.executors.ray_pool import RayOptions, RayReplicas
     from gapmeter.spec import RunSpec
 
-    spec = RunSpec(model="hf", model_args=f"pretrained={gpt2_model_dir},dtype=float32",
+    spec = RunSpec(model="hf", model_args=f"pretrained={model_dir},dtype=float32",
                    tasks=(str(FIXTURES / "sums.yaml"),), limit=LIMIT, bootstrap_iters=100, device="cpu",
-                   output_path=tmp_path / "killed", log_samples=True, include_path=(FIXTURES,))
+                   output_path=out, log_samples=True, include_path=(FIXTURES,))
     replicas = RayReplicas(spec.model, spec.model_args, device="cpu", batch_size="1",
-                           options=RayOptions(address=cluster, replicas=2, shard_size=2))
-    killed: list[str] = []
+                           options=RayOptions(address=cluster.address, replicas=2, shard_size=2))
+    done: list[bool] = []
 
-    class KillOnFirstShard:
-        """The replicas, with one actor killed when the first responses come back."""
+    class FaultOnFirstShard:
+        """The replicas, with ``fault`` injected when the first responses come back."""
 
         name = "hf"
 
@@ -154,10 +151,9 @@ def test_replica_killed_mid_run_changes_nothing(cluster: str, local_run: Path, g
 
         def _wrap(self, on_done: Any) -> Any:
             def wrapped(*args: Any) -> None:
-                if not killed:
-                    victim = replicas.actor_names()[1]
-                    ray.kill(ray.get_actor(victim, namespace="gapmeter"))
-                    killed.append(victim)
+                if not done:
+                    fault(replicas)
+                    done.append(True)
                 on_done(*args)
             return wrapped
 
@@ -171,19 +167,32 @@ def test_replica_killed_mid_run_changes_nothing(cluster: str, local_run: Path, g
             replicas.generate(requests, self._wrap(on_done))
 
     with replicas:
-        outcome = evaluate(spec, model=KillOnFirstShard())
-    assert killed and replicas.replacements == 1 and replicas.resubmitted_shards >= 1
-    assert outcome.computed_requests == 100
-    assert _stored(tmp_path / "killed" / "gapmeter.sqlite") == 100
-    with sqlite3.connect(tmp_path / "killed" / "gapmeter.sqlite") as con:  # each request measured once
+        outcome = evaluate(spec, model=FaultOnFirstShard())
+    assert done and outcome.computed_requests == 100
+    assert _stored(out / "gapmeter.sqlite") == 100
+    with sqlite3.connect(out / "gapmeter.sqlite") as con:  # each request measured once
         assert con.execute("select count(*) from request_timings").fetchone()[0] == 100
+    return replicas
+
+
+def test_replica_killed_mid_run_changes_nothing(cluster: Cluster, local_run: Path, gpt2_model_dir: Path,
+                                                tmp_path: Path) -> None:
+    """One replica actor is killed (``ray.kill``) as soon as the first shard is stored; its
+    shards are answered by its replacement: all 100 requests stored once, same numbers."""
+    import ray
+
+    def kill_one(replicas: Any) -> None:
+        ray.kill(ray.get_actor(replicas.actor_names()[1], namespace="gapmeter"))
+
+    replicas = _run_with_a_fault(cluster, gpt2_model_dir, tmp_path / "killed", kill_one)
+    assert replicas.replacements == 1 and replicas.resubmitted_shards >= 1
     assert_same_numbers(local_run, tmp_path / "killed")
 
 
-def test_driver_killed_then_same_command_resumes(cluster: str, local_run: Path, gpt2_model_dir: Path,
+def test_driver_killed_then_same_command_resumes(cluster: Cluster, local_run: Path, gpt2_model_dir: Path,
                                                  tmp_path: Path) -> None:
     out = tmp_path / "driver"
-    cmd = _cmd(gpt2_model_dir, out, "--executor", "ray", "--ray_address", cluster, "--ray_replicas", "2",
+    cmd = _cmd(gpt2_model_dir, out, "--executor", "ray", "--ray_address", cluster.address, "--ray_replicas", "2",
                "--ray_shard_size", "1")
     proc = subprocess.Popen(cmd, env=_env())
     deadline = time.time() + 240
@@ -202,14 +211,14 @@ def test_driver_killed_then_same_command_resumes(cluster: str, local_run: Path, 
     assert_same_numbers(local_run, out)
 
 
-def test_sweep_as_ray_tasks_then_resumed_locally(cluster: str, gpt2_model_dir: Path, tiny_model_factory: Any,
+def test_sweep_as_ray_tasks_then_resumed_locally(cluster: Cluster, gpt2_model_dir: Path, tiny_model_factory: Any,
                                                  tmp_path: Path) -> None:
     """Each job a Ray task (one CPU each: both nodes work); the same grid run again locally finds
     every response stored: the same run ids, nothing computed."""
     from test_sweep import jobs_of, sweep, write_sweep
 
     path = write_sweep(tmp_path / "sweep.yaml", {"a": gpt2_model_dir, "b": tiny_model_factory("gpt2", seed=1)},
-                       executor="ray", ray_address=cluster)
+                       executor="ray", ray_address=cluster.address)
     on_ray = sweep(path, env=_env())
     assert on_ray.returncode == 0, on_ray.stderr
     jobs = jobs_of(on_ray.stdout)
@@ -222,7 +231,7 @@ def test_sweep_as_ray_tasks_then_resumed_locally(cluster: str, gpt2_model_dir: P
     assert all(c == 0 and k == 40 for _, c, k in rerun.values())
 
 
-def test_api_rate_limit_holds_for_the_whole_cluster(cluster: str) -> None:
+def test_api_rate_limit_holds_for_the_whole_cluster(cluster: Cluster) -> None:
     """Two replicas of an API backend with rpm=120 (2/s, a burst of 2) share one bucket: a real
     HTTP server on 127.0.0.1 sees the 12 requests spread over >= 4.5 s (per-replica buckets would
     let them through twice as fast, in about 2.5 s)."""
@@ -248,7 +257,7 @@ def test_api_rate_limit_holds_for_the_whole_cluster(cluster: str) -> None:
     with ServerThread(app) as server:
         args = f"base_url={server.url},model=m,stream=false,rpm=120,concurrency=4"
         with RayReplicas("openai", args, device=None, batch_size="1", rate_limits=(120.0, None),
-                         options=RayOptions(address=cluster, replicas=2, shard_size=2)) as replicas:
+                         options=RayOptions(address=cluster.address, replicas=2, shard_size=2)) as replicas:
             replicas.fingerprint()
             requests = [GenerateRequest(f"q{i}", ("\n",), 2) for i in range(12)]
             replicas.generate(requests, lambda pos, res, _stats=None: answers.update(zip(pos, res, strict=True)))
@@ -261,3 +270,12 @@ def test_api_rate_limit_holds_for_the_whole_cluster(cluster: str) -> None:
     for i in range(len(times)):  # never more than burst + rate × window in any window
         for j in range(i + 1, len(times)):
             assert j - i + 1 <= 2 + 2 * (times[j] - times[i]) + 1, (i, j, times)
+
+
+def test_worker_node_killed_mid_run_changes_nothing(cluster: Cluster, local_run: Path, gpt2_model_dir: Path,
+                                                   tmp_path: Path) -> None:
+    """The worker node (and with it the replica spread onto it) is SIGKILLed mid-run; the head
+    takes the replacement. Last in this module: the cluster has one node afterwards."""
+    replicas = _run_with_a_fault(cluster, gpt2_model_dir, tmp_path / "node", lambda _: cluster.kill_worker_node())
+    assert replicas.replacements >= 1 and replicas.resubmitted_shards >= 1
+    assert_same_numbers(local_run, tmp_path / "node")

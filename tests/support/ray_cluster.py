@@ -2,7 +2,8 @@
 --block`` process on 127.0.0.1, stopped at the end by their process ids (never ``ray stop``,
 which would stop every Ray process on the machine).
 
-Each node gets one CPU, so two replicas with one CPU each land on different nodes. Ray 2.60
+The head has two CPUs, the worker one: two replicas (one CPU each, spread) sit on different
+nodes, and when the worker node is killed the head has room for the replacement. Ray 2.60
 turns token authentication on by default; these nodes, on 127.0.0.1 only and gone after the
 test, run without it (``AUTH_ENV``), and so must every process that joins them.
 """
@@ -19,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -58,27 +60,51 @@ def _wait_nodes(address: str, count: int, timeout: float, env: dict[str, str]) -
     raise RuntimeError(f"the Ray cluster at {address} did not reach {count} nodes in {timeout}s")
 
 
+@dataclass
+class Cluster:
+    address: str  # 127.0.0.1:PORT
+    worker: subprocess.Popen[bytes]  # the worker node's `ray start --block` (its own process group)
+
+    def kill_worker_node(self) -> None:
+        """The worker node dies at once: every process of it (its session, actor workers
+        included, which Ray puts in process groups of their own) gets SIGKILL."""
+        _kill_session(self.worker.pid, signal.SIGKILL)
+        self.worker.wait()
+
+
+def _kill_session(sid: int, sig: int) -> None:
+    """``sig`` to every process of the session ``sid`` (a node started with a new session)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), sig)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
 @contextmanager
-def local_cluster(timeout: float = 120) -> Iterator[str]:
-    """``ray start --head`` + one worker node; yields the address (``127.0.0.1:PORT``)."""
+def local_cluster(timeout: float = 120) -> Iterator[Cluster]:
+    """``ray start --head`` (2 CPUs) + one worker node (1 CPU)."""
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
     port = free_port()
     address = f"127.0.0.1:{port}"
     env = {**os.environ, **AUTH_ENV}
-    common = ["--block", "--num-cpus=1", "--disable-usage-stats"]
+    common = ["--block", "--disable-usage-stats"]
     nodes: list[subprocess.Popen[bytes]] = []
     log = open(Path(temp) / "worker-node.log", "wb")  # noqa: SIM115 - closed in finally
     try:
         nodes.append(subprocess.Popen(
             [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", f"--temp-dir={temp}",
-             "--include-dashboard=false", *common],
+             "--include-dashboard=false", "--num-cpus=2", *common],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         _wait_nodes(address, 1, timeout, env)
         nodes.append(subprocess.Popen(
-            [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common],
+            [RAY, "start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1", *common],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         _wait_nodes(address, 2, timeout, env)
-        yield address
+        yield Cluster(address, nodes[1])
     finally:
         for node in reversed(nodes):
             _stop_group(node)
@@ -96,9 +122,10 @@ def _stop_group(node: subprocess.Popen[bytes]) -> None:
         try:
             os.killpg(node.pid, sig)
         except ProcessLookupError:
-            return
+            break
         try:
             node.wait(timeout=wait)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    _kill_session(node.pid, signal.SIGKILL)  # actor workers: their own process groups, the node's session

@@ -6,7 +6,8 @@ for a local backend. The requests are cut into shards; each replica actor answer
 time (``depth`` in flight per replica) and the driver calls ``on_done`` as each shard comes back,
 so responses stream into the store as they finish and the driver stays its only writer.
 
-Faults: a replica that dies (killed, its node lost) fails its in-flight shards; the driver starts
+Faults: a replica that dies (killed, its node lost) or becomes unreachable fails its in-flight
+shards; the driver kills it for certain, starts
 a replacement and puts those shards back at the head of the queue. A shard's responses are
 delivered once: positions already handed to ``on_done`` are never handed again, so nothing is
 counted twice (the cache is keyed by request hash as well). A killed driver loses nothing
@@ -126,6 +127,7 @@ class RayReplicas:
         name = f"replica-{os.getpid()}-{index}-{generation}"
         return actor_class.options(
             name=name, namespace=NAMESPACE, num_cpus=o.num_cpus_per_replica, num_gpus=o.num_gpus_per_replica,
+            scheduling_strategy="SPREAD",  # replicas on different nodes where they fit: one lost node, one replica
         ).remote(*self._load_args, rate_limiter=self._limiter)
 
     def actor_names(self) -> list[str]:
@@ -137,10 +139,7 @@ class RayReplicas:
             return
         ray = import_ray()
         for s in self._slots:
-            try:
-                ray.kill(s.actor)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+            _kill_quietly(ray, s.actor)
         self._slots = []
         if self._connected:
             ray.shutdown()
@@ -189,7 +188,7 @@ class RayReplicas:
             slot, generation, shard = inflight.pop(ready[0])
             try:
                 results, stats = ray.get(ready[0])
-            except ray.exceptions.RayActorError as err:
+            except ray.exceptions.RayActorError as err:  # dead, or unreachable (ActorUnavailableError)
                 # The replica died with this shard (and maybe others) in it: answer it elsewhere.
                 queue.appendleft(shard)
                 self.resubmitted_shards += 1
@@ -201,6 +200,7 @@ class RayReplicas:
                     self.replacements += 1
                     slot.generation += 1
                     slot.inflight = 0
+                    _kill_quietly(ray, slot.actor)  # unreachable may not mean dead: make sure
                     slot.actor = self._new_actor(slot.index, slot.generation)
                 continue
             except ray.exceptions.RayTaskError as err:
@@ -213,6 +213,13 @@ class RayReplicas:
             delivered.update(shard[j] for j in fresh)
             on_done([shard[j] for j in fresh], [results[j] for j in fresh],
                     [_driver_stats(stats[j]) for j in fresh])
+
+
+def _kill_quietly(ray: Any, actor: Any) -> None:
+    try:
+        ray.kill(actor)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
 
 
 def _driver_stats(stats: RequestStats | None) -> RequestStats:
