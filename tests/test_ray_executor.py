@@ -113,6 +113,13 @@ def test_without_ray_one_line_says_how_to_install(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_unknown_executor_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(_cmd(tmp_path / "no-model", tmp_path / "out", "--executor", "slurm"),
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --executor 'slurm': use local or ray"]
+
+
 def test_ray_run_equals_local_run(cluster: Cluster, local_run: Path, gpt2_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ray"
     subprocess.run(_cmd(gpt2_model_dir, out, "--executor", "ray", "--ray_address", cluster.address, "--ray_replicas", "2",

@@ -75,6 +75,8 @@ def run(
     names = tuple(t.strip() for t in tasks.split(",") if t.strip())
     if not names:
         raise GapmeterError("--tasks is required (see `gapmeter tasks`)")
+    if executor not in ("local", "ray"):
+        raise GapmeterError(f"--executor {executor!r}: use local or ray")
     if executor == "ray":  # without Ray installed: one line on how to get it, before anything loads
         from gapmeter.executors.ray_import import import_ray
 
