@@ -68,6 +68,12 @@ def run(
     system_instruction: Annotated[str | None, typer.Option("--system_instruction", "--system-instruction", help="system message (plain text before the prompt without a chat template)")] = None,
     gen_kwargs: Annotated[list[str] | None, typer.Option("--gen_kwargs", "--gen-kwargs", metavar="K=V,...", help="k=v,k=v (or JSON) over generate tasks' generation_kwargs; repeatable")] = None,
     verbosity: Annotated[str, typer.Option("--verbosity", help="DEBUG | INFO | WARNING | ERROR")] = "WARNING",
+    executor: Annotated[str, typer.Option("--executor", help="local | ray (requests sharded across Ray replica actors; same numbers and run id)")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray_address", "--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else a cluster in this process)")] = None,
+    ray_replicas: Annotated[int, typer.Option("--ray_replicas", "--ray-replicas", help="model replicas (one Ray actor each)")] = 1,
+    ray_num_gpus_per_replica: Annotated[float, typer.Option("--ray_num_gpus_per_replica", "--ray-num-gpus-per-replica")] = 0.0,
+    ray_num_cpus_per_replica: Annotated[float, typer.Option("--ray_num_cpus_per_replica", "--ray-num-cpus-per-replica")] = 1.0,
+    ray_shard_size: Annotated[int, typer.Option("--ray_shard_size", "--ray-shard-size", help="requests per shard sent to a replica")] = 32,
 ) -> None:
     """Evaluate a model on tasks; results go to OUTPUT_PATH and the store. Re-running resumes."""
     from gapmeter.spec import parse_gen_kwargs, resolve_fewshot_as_multiturn
@@ -80,10 +86,18 @@ def run(
     multiturn = resolve_fewshot_as_multiturn(
         chat, None if fewshot_as_multiturn is None else fewshot_as_multiturn.lower() in ("true", "1", "yes"))
     parsed_gen_kwargs = parse_gen_kwargs(gen_kwargs)
+    if executor not in ("local", "ray"):
+        raise GapmeterError(f"--executor {executor!r}: use local or ray")
+    if executor == "ray":  # without Ray installed: one line on how to get it, before anything loads
+        from gapmeter.executors.ray_import import import_ray
+
+        import_ray()
     check_model_source(model, model_args)  # before torch is imported: a wrong path fails in a second
 
-    from gapmeter.commands.run import run_evaluation
+    from gapmeter.commands.run import ray_options, run_evaluation
 
+    ray = ray_options(executor, ray_address, ray_replicas, ray_num_gpus_per_replica,
+                      ray_num_cpus_per_replica, ray_shard_size)
     _quiet_libraries(verbosity)
     run_evaluation(
         model=model, model_args=model_args, names=names, num_fewshot=num_fewshot, limit=limit,
@@ -91,8 +105,21 @@ def run(
         data_dir=data_dir, seed=seed, include_path=include_path, db=db, bootstrap_iters=bootstrap_iters,
         gpu_hour_cost=gpu_hour_cost, prices=prices, prompt_variants=prompt_variants, subsets=subsets,
         progress=verbosity.upper() != "ERROR", console=console, apply_chat_template=chat,
-        fewshot_as_multiturn=multiturn, system_instruction=system_instruction, gen_kwargs=parsed_gen_kwargs,
+        fewshot_as_multiturn=multiturn, system_instruction=system_instruction, gen_kwargs=parsed_gen_kwargs, ray=ray,
     )
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="SWEEP.yaml: models, tasks, options (see docs/scaling.md)")],
+    executor: Annotated[str | None, typer.Option("--executor", help="local | ray (default: the file's executor)")] = None,
+    verbosity: Annotated[str, typer.Option("--verbosity")] = "WARNING",
+) -> None:
+    """Run a grid of models × tasks × options into one store (resumable); print the standings."""
+    from gapmeter.commands.sweep import run_sweep
+
+    _quiet_libraries(verbosity)
+    run_sweep(sweep_file, executor=executor, console=console)
 
 
 @app.command("tasks")
@@ -525,7 +552,10 @@ def main() -> None:
             stop_children()
         raise
     except GapmeterError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # Escaped: a message may hold brackets (``gapmeter[ray]``, a list) that are not markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         err_console.print("aborted")

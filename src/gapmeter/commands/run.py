@@ -15,6 +15,9 @@ from rich.console import Console
 
 from gapmeter.engine.evaluate import evaluate
 from gapmeter.engine.progress import Reporter
+from gapmeter.errors import ConfigError
+from gapmeter.executors.ray_import import import_ray
+from gapmeter.executors.ray_pool import RayOptions
 from gapmeter.report import print_run_summary
 from gapmeter.spec import RunSpec
 
@@ -45,7 +48,15 @@ def run_evaluation(
     fewshot_as_multiturn: bool | None = None,
     system_instruction: str | None = None,
     gen_kwargs: dict[str, Any] | None = None,
+    ray: RayOptions | None = None,
 ) -> None:
+    """``ray`` set: the requests run on Ray replica actors (``--executor ray``), else here."""
+    if ray is not None:
+        import_ray()  # without Ray: one line on how to install it, before any work
+        if apply_chat_template:
+            # The template is read from the model, which only the replicas load.
+            raise ConfigError("--apply_chat_template with --executor ray is not supported yet; "
+                              "run it with --executor local")
     if prompt_variants:
         from gapmeter.engine.plan import with_prompt_variants
         from gapmeter.tasks.registry import TaskRegistry
@@ -80,7 +91,14 @@ def run_evaluation(
         from gapmeter.decontam.subsets import read_subsets
 
         membership = read_subsets(subsets)
-    outcome = evaluate(spec, reporter=Reporter(enabled=progress))
+    if ray is None:
+        outcome = evaluate(spec, reporter=Reporter(enabled=progress))
+    else:
+        from gapmeter.executors.ray_pool import RayReplicas
+
+        with RayReplicas(model, model_args, device=device, batch_size=batch_size, options=ray,
+                         rate_limits=_api_limits(model, model_args)) as replicas:
+            outcome = evaluate(spec, reporter=Reporter(enabled=progress), model=replicas)
     print_run_summary(outcome, console)
     if membership is not None:
         from gapmeter.decontam.subsets import compare, print_report, write_report
@@ -93,3 +111,25 @@ def run_evaluation(
         from gapmeter.commands.compare import print_run_sensitivity
 
         print_run_sensitivity(outcome.run_id, outcome.db_url, console)
+
+
+def _api_limits(model: str, model_args: str) -> tuple[float | None, float | None]:
+    """The ``rpm``/``tpm`` of an API backend's ``--model_args`` (validated here, before any
+    replica starts): on Ray they hold for the whole cluster."""
+    from gapmeter.models.base import parse_model_args
+    from gapmeter.models.registry import backend
+
+    args = backend(model).args.parse(parse_model_args(model_args))
+    return getattr(args, "rpm", None), getattr(args, "tpm", None)
+
+
+def ray_options(executor: str, address: str | None, replicas: int, num_gpus: float, num_cpus: float,
+                shard_size: int) -> RayOptions | None:
+    """``--executor`` and the ``--ray_*`` options → where the requests run (None: here)."""
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor {executor!r}: use local or ray")
+    if executor == "local":
+        return None
+    import_ray()
+    return RayOptions(address=address or os.environ.get("RAY_ADDRESS") or None, replicas=replicas,
+                      num_gpus_per_replica=num_gpus, num_cpus_per_replica=num_cpus, shard_size=shard_size)

@@ -143,6 +143,9 @@ def normalize_base_url(url: str) -> str:
 
 class OpenAIBackend:
     name = "openai"
+    # Set by a scale-out executor (executors/shared_limits.py): rpm/tpm permits from buckets
+    # shared by every replica of the run, instead of this process's own.
+    shared_rate_limiter: RateLimiter | None = None
 
     def __init__(self, config: OpenAIConfig, *, api_key: str | None) -> None:
         self.config = config
@@ -415,7 +418,7 @@ class OpenAIBackend:
             timeout_s=c.timeout,
             concurrency=c.concurrency,
             retry=RetryPolicy(max_retries=c.max_retries, backoff_s=c.backoff, max_backoff_s=c.max_backoff),
-            limiter=RateLimiter(c.rpm, c.tpm),
+            limiter=self.shared_rate_limiter or RateLimiter(c.rpm, c.tpm),
             seed=c.seed,
         )
         sink = _Batcher(on_done)
