@@ -120,6 +120,15 @@ def test_unknown_executor_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == ["error: --executor 'slurm': use local or ray"]
 
 
+def test_chat_template_on_ray_is_refused_before_any_work(gpt2_model_dir: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(_cmd(gpt2_model_dir, tmp_path / "out", "--executor", "ray", "--apply_chat_template"),
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --apply_chat_template with --executor ray is not supported yet; run it with --executor local"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_ray_run_equals_local_run(cluster: Cluster, local_run: Path, gpt2_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ray"
     subprocess.run(_cmd(gpt2_model_dir, out, "--executor", "ray", "--ray_address", cluster.address, "--ray_replicas", "2",
