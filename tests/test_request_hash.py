@@ -41,3 +41,30 @@ def test_doc_hashes_are_pinned() -> None:
         "310d5a9cad6cbb38d1d350a7c1ef5d5179bfe73bc3adbf8a02e9928bfa5d4562")
     assert doc_hash({"b": 1, "a": None, "when": datetime.date(2024, 1, 2)}) == (
         "e39cfc65901386dc4496e102eced2f25f5723c8154645e0111d6accc8e8c97b9")
+
+
+def test_shown_generation_options_change_the_logged_arguments_not_the_request() -> None:
+    # lm-eval logs only the generation options the task (or --gen_kwargs) set; gapmeter's request
+    # still carries all of them, and its hash and equality ignore how it is shown.
+    full = GenerateRequest("Q: 1+1?\nA:", ("\n",), 256, (("do_sample", False), ("temperature", 0.0)))
+    shown = GenerateRequest("Q: 1+1?\nA:", ("\n",), 256, (("do_sample", False), ("temperature", 0.0)),
+                            shown=("until", "do_sample", "temperature"))
+    assert request_hash(shown) == request_hash(full) and shown == full
+    assert full.args()[1] == {"until": ["\n"], "max_gen_toks": 256, "do_sample": False, "temperature": 0.0}
+    assert list(shown.args()[1].items()) == [("until", ["\n"]), ("do_sample", False), ("temperature", 0.0)]
+
+
+def test_generation_defaults_are_lm_evals() -> None:
+    # lm-eval's TaskConfig.__post_init__: no generation_kwargs -> default_gen_kwargs(fewshot
+    # delimiter); a block without `until` -> until = [fewshot_delimiter].
+    from gapmeter.tasks.schema import TaskConfig
+
+    base = {"task": "t", "output_type": "generate_until", "doc_to_text": "x", "doc_to_target": "y",
+            "test_split": "test", "fewshot_delimiter": "\n###\n",
+            "source": {"local": {"format": "gsm8k_jsonl", "files": {"test": "a"}}}}
+    gen = TaskConfig.model_validate(base).generation_kwargs
+    assert gen is not None and gen.until == ["\n###\n"] and gen.max_gen_toks == 256 and not gen.do_sample
+    gen = TaskConfig.model_validate({**base, "generation_kwargs": {"do_sample": False}}).generation_kwargs
+    assert gen is not None and gen.until == ["\n###\n"] and gen.model_fields_set == {"do_sample"}
+    gen = TaskConfig.model_validate({**base, "generation_kwargs": {"until": ["Q:"]}}).generation_kwargs
+    assert gen is not None and gen.until == ["Q:"]

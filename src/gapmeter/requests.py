@@ -48,10 +48,16 @@ class GenerateRequest:
     # Remaining generation options (do_sample, temperature, ...), sorted for a stable hash.
     options: tuple[tuple[str, Any], ...] = ()
     kind: RequestKind = field(default="generate_until", init=False)
+    # The generation options lm-eval lists in this request's logged arguments, in its order (those
+    # the task YAML and --gen_kwargs set, or lm-eval's defaults): how the request is *shown*
+    # (samples files), not what it is, so it is neither compared nor hashed. None: all of them.
+    shown: tuple[str, ...] | None = field(default=None, compare=False)
 
     def args(self) -> tuple[str, dict[str, Any]]:
         gen_kwargs: dict[str, Any] = {"until": list(self.until), "max_gen_toks": self.max_gen_toks}
         gen_kwargs.update(dict(self.options))
+        if self.shown is not None:
+            gen_kwargs = {k: gen_kwargs[k] for k in self.shown if k in gen_kwargs}
         return (self.context, gen_kwargs)
 
 
@@ -66,7 +72,8 @@ def request_hash(request: Request) -> str:
     # vars(), not dataclasses.asdict (a deep copy, twice the cost): the fields are strings,
     # numbers and tuples, which json writes the same either way. ``kind`` is a class default,
     # not in vars. The hashes are pinned by tests/test_request_hash.py: caches depend on them.
-    payload = json.dumps({**vars(request), "kind": request.kind}, sort_keys=True, ensure_ascii=False, default=list)
+    fields = {k: v for k, v in vars(request).items() if k != "shown"}  # shown: presentation only
+    payload = json.dumps({**fields, "kind": request.kind}, sort_keys=True, ensure_ascii=False, default=list)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

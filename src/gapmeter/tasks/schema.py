@@ -212,8 +212,17 @@ class TaskConfig(_Strict):
     def _check(self) -> TaskConfig:
         if self.output_type == "multiple_choice" and self.doc_to_choice is None:
             raise ValueError("multiple_choice tasks need doc_to_choice")
-        if self.output_type == "generate_until" and self.generation_kwargs is None:
-            object.__setattr__(self, "generation_kwargs", GenerationConfig())
+        if self.output_type == "generate_until":
+            # lm-eval's TaskConfig: without a generation_kwargs block its default_gen_kwargs, and
+            # without `until` the few-shot delimiter. Built with the fields the YAML set kept as
+            # they were, so samples files list the options lm-eval lists (Task._shown_generation_keys).
+            gen = self.generation_kwargs
+            if gen is None:
+                gen = GenerationConfig.model_construct(set(), until=[self.fewshot_delimiter])
+            elif "until" not in gen.model_fields_set:
+                gen = GenerationConfig.model_construct(
+                    set(gen.model_fields_set), **{**dict(gen), "until": [self.fewshot_delimiter]})
+            object.__setattr__(self, "generation_kwargs", gen)
         if self.test_split is None and self.validation_split is None:
             raise ValueError("set test_split or validation_split (the split that is evaluated)")
         if self.num_fewshot < 0:

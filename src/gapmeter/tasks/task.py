@@ -314,13 +314,33 @@ class Task:
         fmt = prompt_format if prompt_format is not None and (
             prompt_format.chat or prompt_format.system_instruction is not None) else None
         generation = self._generation(gen_kwargs)
+        shown = self._shown_generation_keys(gen_kwargs)
         plans = []
         for doc_id, (doc, chosen) in enumerate(zip(docs, selections, strict=True)):
             examples = [self.fewshot_pool[i] for i in chosen]
             ctx = self.context(doc, examples) if fmt is None else self.chat_context(doc, examples, fmt)
-            requests = self.requests(doc, ctx, chat=fmt is not None and fmt.chat, generation=generation)
+            requests = self.requests(doc, ctx, chat=fmt is not None and fmt.chat, generation=generation,
+                                     shown=shown)
             plans.append(DocPlan(doc_id, doc, tuple(chosen), tuple(requests)))
         return plans
+
+    def _shown_generation_keys(self, overrides: dict[str, Any] | None) -> tuple[str, ...] | None:
+        """The generation options lm-eval logs in a request's arguments: the task YAML's
+        ``generation_kwargs`` keys (``until`` added when missing), or, without that block, lm-eval's
+        ``default_gen_kwargs``; then the keys ``--gen_kwargs`` adds (a dict update)."""
+        gen = self.config.generation_kwargs
+        if gen is None or self.config.output_type != "generate_until":
+            return None
+        written = gen.model_fields_set - {"options"}
+        if not written and not gen.options:
+            keys = ["temperature", "do_sample", "max_gen_toks", "until"]
+        else:
+            keys = [k for k in ("until", "max_gen_toks", "do_sample", "temperature") if k in written]
+            keys += [k for k in gen.options if k not in keys]
+            if "until" not in keys:
+                keys.append("until")
+        keys += [k for k in overrides or {} if k not in keys]
+        return tuple(keys)
 
     def _generation(self, overrides: dict[str, Any] | None) -> GenerationConfig | None:
         """The task's generation_kwargs updated with ``--gen_kwargs`` (lm-eval's dict update,
@@ -361,6 +381,7 @@ class Task:
         *,
         chat: bool = False,
         generation: GenerationConfig | None = None,
+        shown: tuple[str, ...] | None = None,
     ) -> list[Request]:
         c = self.config
         if c.output_type == "multiple_choice":
@@ -385,5 +406,5 @@ class Task:
         assert gen is not None
         options = {"do_sample": gen.do_sample, "temperature": gen.temperature, **gen.options}
         return [
-            GenerateRequest(ctx, tuple(gen.until), gen.max_gen_toks, tuple(sorted(options.items())))
+            GenerateRequest(ctx, tuple(gen.until), gen.max_gen_toks, tuple(sorted(options.items())), shown=shown)
         ]
