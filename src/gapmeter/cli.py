@@ -247,12 +247,13 @@ def profile(
     runs: Annotated[list[str], typer.Argument(help="run ids (or unique prefixes) or run output directories")],
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL or SQLite file (default: GAPMETER_DB or runs/gapmeter.sqlite)")] = None,
     output_path: Annotated[Path, typer.Option("--output_path", "--output-path", help="where profile.html / profile.png / profile.json go")] = Path("gapmeter-profile"),
+    metric: Annotated[str | None, typer.Option("--metric", help="profile on this metric only, e.g. a judge's judge_pass (0-1 metrics only)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Capability profile: per-dimension scores with CIs and a radar chart (HTML + PNG)."""
     from gapmeter.commands.profile import run_profile
 
-    run_profile(runs, db=db, output_path=output_path, console=console, as_json=as_json)
+    run_profile(runs, db=db, output_path=output_path, console=console, as_json=as_json, metric=metric)
 
 
 @app.command()

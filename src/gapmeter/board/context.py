@@ -48,6 +48,9 @@ class BoardSettings:
     backend_factory: Any = default_backend
     cache_seconds: float = 0.0  # pages may lag writes by up to twice this (0: always current)
     submission_processes: int = 0  # > 0: re-score uploads in this many processes (0: threads)
+    # task -> "metric,filter" the leaderboard shows and ranks it by (e.g. a judge's
+    # "judge_score,none"), over the task's first declared metric
+    metrics: dict[str, str] = field(default_factory=dict)
 
 
 class BoardContext:
@@ -64,7 +67,8 @@ class BoardContext:
 
             engine.dispose()  # connections opened before the listener get it too
         self.library = TaskLibrary(settings.include_path, settings.data_dir)
-        self.cache = SnapshotCache(self.library.primary_metrics(), settings.cache_seconds, self.sessions)
+        shown = {**self.library.primary_metrics(), **settings.metrics}
+        self.cache = SnapshotCache(shown, settings.cache_seconds, self.sessions)
         self.tokens = TokenChecker()
         # Submissions use their own threads, not the request thread pool: re-scoring is CPU work
         # (two threads: more only fight over the GIL), and on SQLite one writer thread writes them

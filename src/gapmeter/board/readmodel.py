@@ -34,6 +34,7 @@ from gapmeter.store.board_tables import (
     PrivateEval,
 )
 from gapmeter.store.models import MetricValue, Run
+from gapmeter.store.runs import METRICS_REVISION_PREFIX
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,14 @@ class SnapshotCache:
     def _build(self, session: Session, fp: tuple[Any, ...]) -> Snapshot:
         # Ids and finish times first: only runs new or changed since the last build are read in
         # full (their JSON columns cost more to decode than everything else here).
-        current = dict(session.execute(select(Run.id, Run.finished_at).where(Run.status == "complete")).all())
+        # A run's version: its finish time and the revision of metrics added to it later (a judge's).
+        revisions = dict(session.execute(
+            select(BoardMeta.key, BoardMeta.value).where(BoardMeta.key.startswith(METRICS_REVISION_PREFIX))
+        ).all())
+        current: dict[str, Any] = {
+            rid: (fin, revisions.get(f"{METRICS_REVISION_PREFIX}{rid}", 0))
+            for rid, fin in session.execute(select(Run.id, Run.finished_at).where(Run.status == "complete"))
+        }
         stale = [rid for rid, fin in current.items() if rid not in self._run_scores or self._run_scores[rid][0] != fin]
         for rid in list(self._run_scores):
             if rid not in current:

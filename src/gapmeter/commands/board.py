@@ -47,6 +47,7 @@ def serve(
     include_path: Annotated[list[Path] | None, typer.Option("--include_path", "--include-path")] = None,
     cache_seconds: Annotated[float, typer.Option("--cache-seconds", help="pages are rebuilt at most once per this many seconds and may lag a write by up to twice that (0: always current, every page checks the store)")] = 2.0,
     submission_processes: Annotated[int, typer.Option("--submission-processes", help="processes that re-score uploads (0: threads of the board process)")] = 1,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="TASK=METRIC[,FILTER]: show and rank TASK by this metric, e.g. a judge's: support_faq=judge_score (repeatable; default: the task's first declared metric)")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
 ) -> None:
     """Serve the board: ``gapmeter board --db URL [--host 127.0.0.1 --port 8000]``."""
@@ -70,11 +71,25 @@ def serve(
         private=PrivatePolicy(items_per_eval=private_items, min_interval_s=private_interval, max_rps=private_rps,
                               allow_private_endpoints=allow_private_endpoints),
         data_dir=data_dir, include_path=tuple(include_path or ()), cache_seconds=max(0.0, cache_seconds),
-        submission_processes=max(0, submission_processes),
+        submission_processes=max(0, submission_processes), metrics=parse_metric_choices(metric or []),
     )
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True,
                 forwarded_allow_ips="127.0.0.1")
+
+
+def parse_metric_choices(values: list[str]) -> dict[str, str]:
+    """``TASK=METRIC[,FILTER]`` options -> task -> ``metric,filter`` (filter ``none`` if not given)."""
+    out: dict[str, str] = {}
+    for value in values:
+        task, sep, metric = (part.strip() for part in value.partition("="))
+        name, _, filt = metric.partition(",")
+        if not sep or not task or not name.strip() or "," in filt:
+            raise GapmeterError(f"--metric {value!r}: expected TASK=METRIC or TASK=METRIC,FILTER, e.g. support_faq=judge_score")
+        if task in out:
+            raise GapmeterError(f"--metric {value!r}: task {task!r} is given twice")
+        out[task] = f"{name.strip()},{filt.strip() or 'none'}"
+    return out
 
 
 def _sessions(ctx: typer.Context, db: str | None):  # noqa: ANN202

@@ -60,11 +60,11 @@ def print_profiles(profiles: Sequence[RunProfile], console: Console) -> None:
 
 
 def run_profile(refs: Sequence[str], *, db: str | None, output_path: Path, console: Console,
-                as_json: bool = False) -> list[RunProfile]:
+                as_json: bool = False, metric: str | None = None) -> list[RunProfile]:
     if not refs:
         raise ConfigError("profile needs at least one run (id, id prefix or output directory)")
     runs = open_labelled(refs, db)
-    profiles = [run_profile_of(r) for r in runs]
+    profiles = [run_profile_of(r, metric=metric) for r in runs]
     if not any(p.dimensions for p in profiles):
         raise ConfigError("no task of these runs has a dimension and a 0-1 score; declare `dimension:` in the task YAML")
     title = "capability profile: " + ", ".join(p.label for p in profiles)

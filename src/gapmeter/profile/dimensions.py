@@ -57,22 +57,23 @@ def _dimension_of(run: StoredRun, unit: Unit) -> str | None:
     return None
 
 
-def _units(run: StoredRun) -> tuple[list[Unit], list[str]]:
+def _units(run: StoredRun, metric: str | None = None) -> tuple[list[Unit], list[str]]:
     """Top-level units, splitting groups whose leaves span several dimensions."""
     notes: list[str] = []
     out: list[Unit] = []
-    for unit in units_for(run, run.top_names()):
+    for unit in units_for(run, run.top_names(), metric=metric):
         if any(run.tasks[leaf].config.get("prompt_variant") for leaf in unit.leaves):
             continue
         if unit.kind == "group" and _dimension_of(run, unit) is None:
-            out.extend(u for u in units_for(run, list(unit.leaves)))
+            out.extend(u for u in units_for(run, list(unit.leaves), metric=metric))
         else:
             out.append(unit)
     return out, notes
 
 
-def run_profile_of(run: StoredRun, *, level: float = 0.95) -> RunProfile:
-    units, notes = _units(run)
+def run_profile_of(run: StoredRun, *, level: float = 0.95, metric: str | None = None) -> RunProfile:
+    """``metric``: profile on this metric only (e.g. a judge's ``judge_pass``); None: every metric."""
+    units, notes = _units(run, metric)
     stored = run.metric_values()
     by_dim: dict[str, list[TaskScore]] = {d: [] for d in DIMENSIONS}
     missing, skipped = [], []

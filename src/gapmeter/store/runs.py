@@ -18,6 +18,7 @@ from gapmeter.outcomes import MetricResult, RunOutcome
 from gapmeter.requests import doc_hash
 from gapmeter.spec import RunSpec
 from gapmeter.store import results_json
+from gapmeter.store.board_tables import BoardMeta
 from gapmeter.store.models import DocRecord, EfficiencyValue, MetricValue, Run, utcnow
 from gapmeter.store.task_configs import RESOLVED_TASKS_KEY, resolved_task_configs
 
@@ -152,7 +153,21 @@ def add_metric(sessions: sessionmaker[Session], run_id: str, metric: str,
                 d["aggregates"] = [*kept, {"metric": metric, "weight_by_size": True, "filter_list": ["none"]}]
         if resolved:
             run.spec = {**run.spec, RESOLVED_TASKS_KEY: resolved}
+        _bump_metrics_revision(s, run_id)
         s.commit()
+
+
+#: ``BoardMeta`` key of a run's metrics revision, bumped when a metric is added after the run: a
+#: running board (which caches a run's metrics until its finish time changes) reads it again.
+METRICS_REVISION_PREFIX = "metrics:"
+
+
+def _bump_metrics_revision(s: Session, run_id: str) -> None:
+    for key in (f"{METRICS_REVISION_PREFIX}{run_id}", "generation"):  # generation: pages rebuild
+        done = s.execute(update(BoardMeta).where(BoardMeta.key == key).values(value=BoardMeta.value + 1))
+        if done.rowcount == 0:  # type: ignore[attr-defined]
+            s.add(BoardMeta(key=key, value=1))
+            s.flush()
 
 
 #: run row, records, metrics, efficiency rows (``EfficiencyValue`` columns without ``run_id``)
