@@ -22,6 +22,8 @@ pytest.importorskip("ray")
 
 from support.ray_cluster import AUTH_ENV, Cluster, local_cluster  # noqa: E402
 
+from gapmeter.store.results_json import samples_path  # noqa: E402
+
 FIXTURES = Path(__file__).parent / "fixtures" / "user_tasks"
 LIMIT = 20  # docs per task: sums_mc (5 choices) + sums_gen = 100 requests
 pytestmark = pytest.mark.ray
@@ -56,7 +58,9 @@ def _results(out: Path) -> dict[str, Any]:
 
 
 def _samples(out: Path, task: str) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (out / f"samples_{task}.jsonl").read_text().splitlines()]
+    path = samples_path(out, task)  # lm-eval's samples_<task>_<date>.jsonl
+    assert path is not None, f"no samples file for {task} in {out}"
+    return [json.loads(x) for x in path.read_text().splitlines()]
 
 
 def assert_same_numbers(ref: Path, got: Path) -> None:
@@ -70,10 +74,11 @@ def assert_same_numbers(ref: Path, got: Path) -> None:
         assert [s["doc_hash"] for s in sa] == [s["doc_hash"] for s in sb]
         assert [s["arguments"] for s in sa] == [s["arguments"] for s in sb]
         assert [s["metrics"] for s in sa] == [s["metrics"] for s in sb]
+        assert [[s[m] for m in s["metrics"]] for s in sa] == [[s[m] for m in s["metrics"]] for s in sb]
         for x, y in zip(sa, sb, strict=True):
             for rx, ry in zip(x["resps"], y["resps"], strict=True):
-                if task == "sums_mc":
-                    assert ry[0][0] == pytest.approx(rx[0][0], abs=1e-4) and ry[0][1] == rx[0][1]
+                if task == "sums_mc":  # [loglikelihood, is_greedy], as strings in lm-eval's layout
+                    assert float(ry[0][0]) == pytest.approx(float(rx[0][0]), abs=1e-4) and ry[0][1] == rx[0][1]
                 else:
                     assert ry == rx
 
