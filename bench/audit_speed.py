@@ -10,6 +10,7 @@ the generative detectors run to their token limit (the slow case). ``--epochs N`
 
     python bench/audit_speed.py --threads 2                  # the target: 2 CPU threads
     python bench/audit_speed.py --threads 2 --limit 200      # a quick look at the per-detector split
+    python bench/audit_speed.py --threads 1                  # on a machine other jobs share (see docs/audit.md)
 
 Prints the wall time, its ratio to the 5-minute target, and the time per detector. The power the
 audit keeps is the self-test's (``gapmeter selftest contamination``): this script does not

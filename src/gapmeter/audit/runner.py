@@ -14,6 +14,7 @@ from gapmeter.audit.adjusted import BaselineScores, adjusted_inflation
 from gapmeter.audit.base import AuditContext, Detector
 from gapmeter.audit.config import AuditConfig
 from gapmeter.audit.items import AuditSet
+from gapmeter.audit.kernels import fused_activations
 from gapmeter.audit.membership import item_rows
 from gapmeter.audit.mink import MinKPlusPlus, MinKProb
 from gapmeter.audit.oren import OrenExchangeability
@@ -70,18 +71,20 @@ def audit_tasks(
     if meter is not None:
         runner.meter = meter
     per_task: list[tuple[AuditPair, list[DetectorResult], AuditContext, list[dict[str, Any]], dict[str, Any] | None]] = []
-    for pair in pairs:
-        ctx = AuditContext(backend, runner, caps, scorer, pair.candidate, pair.reference, config)
-        results = []
-        for det in detectors:
-            if progress:
-                progress(f"{pair.candidate.name}: {det.name}")
+    # The fused GELU kernel is the same function to float rounding (audit/kernels.py).
+    with fused_activations(backend):
+        for pair in pairs:
+            ctx = AuditContext(backend, runner, caps, scorer, pair.candidate, pair.reference, config)
+            results = []
+            for det in detectors:
+                if progress:
+                    progress(f"{pair.candidate.name}: {det.name}")
+                if meter is not None:
+                    meter.begin(f"{pair.candidate.name}: {det.name}")
+                results.append(det.run(ctx))
             if meter is not None:
-                meter.begin(f"{pair.candidate.name}: {det.name}")
-            results.append(det.run(ctx))
-        if meter is not None:
-            meter.begin(f"{pair.candidate.name}: per-item scores")
-        per_task.append((pair, results, ctx, *item_rows(ctx)))
+                meter.begin(f"{pair.candidate.name}: per-item scores")
+            per_task.append((pair, results, ctx, *item_rows(ctx)))
     if config.holm:
         apply_holm([r for _, rs, *_ in per_task for r in rs])
     else:
