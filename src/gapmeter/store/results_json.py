@@ -12,7 +12,6 @@ chat-template keys...), plus gapmeter's extras under keys lm-eval does not use
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -36,10 +35,6 @@ def _num(x: float | None) -> float | str:
     return float(x) if math.isfinite(x) else str(x)
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def sample_record(plan: DocPlan, score: DocScore) -> dict[str, Any]:
     arguments = {
         f"gen_args_{i}": {f"arg_{j}": a for j, a in enumerate(r.args())} for i, r in enumerate(plan.requests)
@@ -56,7 +51,7 @@ def sample_record(plan: DocPlan, score: DocScore) -> dict[str, Any]:
         "metrics": {f"{m},{f}": v for f, ms in score.metrics.items() for m, v in ms.items()},
         "doc_hash": doc_hash(plan.doc),
         "prompt_hash": layout.prompt_hash(arguments),
-        "target_hash": _sha(str(score.target)),
+        "target_hash": layout.hash_string(str(score.target)),
     }
     return record
 

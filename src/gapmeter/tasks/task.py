@@ -203,7 +203,8 @@ class Task:
             return choices[first] if choices and isinstance(first, int) else str(first)
         return str(answer)
 
-    def _example_text(self, ex: dict[str, Any]) -> str:
+    def _example_parts(self, ex: dict[str, Any]) -> tuple[str, str | None]:
+        """A few-shot example as (question, answer text or None when it has no answer)."""
         c = self.config
         fs = c.fewshot
         text = self.doc_to_text(ex, fs.doc_to_text)
@@ -213,8 +214,13 @@ class Task:
             assert choices is not None and isinstance(text, int)
             text, choices = choices[text], None
         if answer is None or answer == "":
-            return str(text)
-        return f"{text}{c.target_delimiter}{self._answer_text(ex, choices, answer)}{c.fewshot_delimiter}"
+            return str(text), None
+        return str(text), self._answer_text(ex, choices, answer)
+
+    def _example_text(self, ex: dict[str, Any]) -> str:
+        c = self.config
+        text, answer = self._example_parts(ex)
+        return text if answer is None else f"{text}{c.target_delimiter}{answer}{c.fewshot_delimiter}"
 
     def _cached_example_text(self, ex: dict[str, Any]) -> str:
         hit = self._examples.get(id(ex))
@@ -238,16 +244,7 @@ class Task:
         """A few-shot example as (question, answer or None), cached like its plain text."""
         hit = self._example_turns.get(id(ex))
         if hit is None or hit[0] is not ex:
-            c = self.config
-            fs = c.fewshot
-            text = self.doc_to_text(ex, fs.doc_to_text)
-            choices = self.doc_to_choice(ex) if c.doc_to_choice is not None else None
-            answer = self.doc_to_target(ex, fs.doc_to_target)
-            if c.multiple_input:
-                assert choices is not None and isinstance(text, int)
-                text, choices = choices[text], None
-            shown = None if answer is None or answer == "" else self._answer_text(ex, choices, answer)
-            hit = self._example_turns[id(ex)] = (ex, (str(text), shown))
+            hit = self._example_turns[id(ex)] = (ex, self._example_parts(ex))
         return hit[1]
 
     def chat_context(

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from gapmeter.errors import DataError
-from gapmeter.tasks.formats.rows import typed_field
+from gapmeter.tasks import sources
+from gapmeter.tasks.formats.registry import FileSpec, Rows, Splits
+from gapmeter.tasks.formats.rows import row_at, single_path, typed_field
 
 
 def mc_question(row: Mapping[str, Any], where: str) -> tuple[str, dict[str, list[str]], str]:
@@ -33,3 +35,20 @@ def check_key(key: str, labels: list[str], where: str) -> None:
         raise DataError(
             f"{where}: field 'answerKey' is {key!r} but the choice labels are {', '.join(labels)}"
         )
+
+
+def ai2_splits(fmt: str, files: Mapping[str, FileSpec], *, stem_key: str) -> Splits:
+    """Every split of AI2 multiple-choice JSONL as hub rows ``{"id", stem_key, "choices",
+    "answerKey"}`` in file order (the hubs differ only in the stem's field name)."""
+    out: Splits = {}
+    for split, spec in files.items():
+        path = single_path(fmt, split, spec)
+        rows: Rows = []
+        for line, row in sources.read_jsonl_numbered(path):
+            where = row_at(path, line)
+            ident = typed_field(row, "id", where, str)
+            stem, choices, key = mc_question(row, where)
+            check_key(key, choices["label"], where)
+            rows.append({"id": ident, stem_key: stem, "choices": choices, "answerKey": key})
+        out[split] = rows
+    return out
