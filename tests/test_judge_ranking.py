@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -161,3 +162,14 @@ def test_profile_on_a_judge_metric(store: tuple[str, Path], tmp_path: Path) -> N
     # A 1-10 judge score is no 0-1 score: left out of the radar, and said so in one line.
     scored = profile("judge_score")
     assert scored.returncode != 0 and "0-1 score" in scored.stderr and "Traceback" not in scored.stderr
+
+
+def test_a_chosen_metric_no_run_has_is_said_not_silently_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from gapmeter.board.readmodel import SnapshotCache
+
+    cache = SnapshotCache({"cases": "judge_score,none"}, chosen_metrics={"cases": "judge_score,none"})
+    runs: Any = {"r1": SimpleNamespace(value_keys=(("cases", "exact_match,none"),))}
+    assert cache._primary(runs) == {"cases": "exact_match,none"}
+    assert "board --metric cases=judge_score,none: no visible run has it" in capsys.readouterr().err

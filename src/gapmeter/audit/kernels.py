@@ -16,18 +16,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gapmeter.notices import notice
+
 
 @contextmanager
 def fused_activations(backend: Any) -> Iterator[int]:
     """Within the block, the backend's local torch model (if any) runs ``gelu_new`` activations
     as transformers' fused ``GELUTanh``; yields how many modules were swapped."""
+    model = getattr(backend, "model", None)
     try:
         import torch
         from transformers.activations import GELUTanh, NewGELUActivation
-    except ImportError:  # pragma: no cover - backends without torch have nothing to swap
+    except ImportError:
+        if model is not None:  # a local model, but this transformers lacks the fused class
+            notice("audit: transformers.activations has no GELUTanh/NewGELUActivation here; "
+                   "gelu_new runs unfused (same numbers, slower)")
         yield 0
         return
-    model = getattr(backend, "model", None)
     swapped: list[tuple[Any, str, Any]] = []
     if isinstance(model, torch.nn.Module):
         for parent in list(model.modules()):

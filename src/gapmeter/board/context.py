@@ -68,7 +68,7 @@ class BoardContext:
             engine.dispose()  # connections opened before the listener get it too
         self.library = TaskLibrary(settings.include_path, settings.data_dir)
         shown = {**self.library.primary_metrics(), **settings.metrics}
-        self.cache = SnapshotCache(shown, settings.cache_seconds, self.sessions)
+        self.cache = SnapshotCache(shown, settings.cache_seconds, self.sessions, chosen_metrics=settings.metrics)
         self.tokens = TokenChecker()
         # Submissions use their own threads, not the request thread pool: re-scoring is CPU work
         # (two threads: more only fight over the GIL), and on SQLite one writer thread writes them

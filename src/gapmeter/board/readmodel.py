@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from gapmeter.board import dimensions
 from gapmeter.board.runinfo import RunInfo, Score
 from gapmeter.models.base import parse_model_args
+from gapmeter.notices import notice
 from gapmeter.store.board_tables import (
     BoardAnnotation,
     BoardEntry,
@@ -101,7 +102,8 @@ class SnapshotCache:
     """
 
     def __init__(self, primary_metrics: dict[str, str] | None = None, max_age_s: float = 0.0,
-                 sessions: Callable[[], Session] | None = None) -> None:
+                 sessions: Callable[[], Session] | None = None,
+                 chosen_metrics: dict[str, str] | None = None) -> None:
         self._lock = threading.Lock()  # held while building: one build at a time
         self._snapshot: Snapshot | None = None
         self._checked_at = 0.0  # monotonic time the served snapshot's fingerprint was read
@@ -112,6 +114,7 @@ class SnapshotCache:
         self._run_scores: dict[str, tuple[Any, dict[str, list[Score]]]] = {}
         self._run_infos: dict[str, tuple[tuple[Any, ...], RunInfo]] = {}  # reused while unchanged
         self._preferred = primary_metrics or {}
+        self._explicit = chosen_metrics or {}  # `board --metric`: said when no run has it
         self._serial = 0
         self.builds = 0  # rebuilds done (a number for tests and the load bench)
         self.on_built: Callable[[Snapshot, Snapshot], None] | None = None  # (old, new), before the swap
@@ -334,6 +337,9 @@ class SnapshotCache:
             if preferred in counts:
                 out[task] = preferred
             else:
+                if preferred is not None and self._explicit.get(task) == preferred:
+                    notice(f"board --metric {task}={preferred}: no visible run has it; "
+                           "the task is ranked by its default metric")
                 out[task] = sorted(counts, key=lambda k: (-counts[k], not k.startswith("acc,"), k))[0]
         return out
 
