@@ -89,7 +89,7 @@ def merge_selftest_command(dirs: list[Path], output_path: Path, *, console: Cons
     import json
 
     from gapmeter.audit.config import AuditConfig
-    from gapmeter.selftest.run import Row, summarise
+    from gapmeter.selftest.run import summarise
 
     console = console or Console()
     results = []
@@ -107,7 +107,7 @@ def merge_selftest_command(dirs: list[Path], output_path: Path, *, console: Cons
     seeds = [s for r in results for s in r["preset"]["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} appear in more than one run")
-    rows = [Row(**{**row, "inflation_ci": tuple(row["inflation_ci"]) if row["inflation_ci"] else None}) for r in results for row in r["rows"]]
+    rows = [_row(row) for r in results for row in r["rows"]]
     merged = {
         "preset": {**first, "seeds": sorted(seeds)},
         "device": ", ".join(sorted({r["device"] for r in results})),
@@ -123,6 +123,15 @@ def merge_selftest_command(dirs: list[Path], output_path: Path, *, console: Cons
     (output_path / "selftest.md").write_text(md)
     console.print(md, highlight=False, markup=False)
     return merged
+
+
+def _row(row: dict[str, Any]) -> Any:
+    """A ``selftest.json`` row back as a ``Row`` (JSON made its pairs lists; older runs lack the
+    adjusted columns, which then stay empty)."""
+    from gapmeter.selftest.run import Row
+
+    pairs = {k: {name: tuple(v) for name, v in row.get(k, {}).items()} for k in ("inflation_adjusted_ci", "mean_scores")}
+    return Row(**{**row, **pairs, "inflation_ci": tuple(row["inflation_ci"]) if row["inflation_ci"] else None})
 
 
 def _preset(name: str, **overrides: Any):  # noqa: ANN202
@@ -165,6 +174,7 @@ def markdown_tables(result: dict[str, Any]) -> str:
     for label, e in s["controls"].items():
         if "true_gain" in e:
             lines.append(f"| {label} | 0 | {100 * e['true_gain']:+.1f} | {100 * e['estimated_inflation']:+.1f} | {100 * e['mean_abs_error']:.1f} | |")
+    lines += _baseline_tables(s)
     errs = s.get("inflation_error", {})
     if errs:
         lines += ["", "Inflation error pooled over groups (estimate − true gain, points; 95% t interval):", "",
@@ -174,3 +184,34 @@ def markdown_tables(result: dict[str, Any]) -> str:
                 lo, hi = e["ci"]
                 lines.append(f"| {label} | {e['n_groups']} | {100 * e['mean_error']:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] | {100 * e['mean_abs_error']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _baseline_tables(s: dict[str, Any]) -> list[str]:
+    """Inflation error with and without a baseline (the difficulty adjustment), per cell and pooled."""
+    cells = [(f"{e['arm']} | {e['k']}", e["inflation_by_baseline"]) for e in s["power"] if e.get("inflation_by_baseline")]
+    cells += [(f"{label} | 0", e["inflation_by_baseline"]) for label, e in s["controls"].items() if e.get("inflation_by_baseline")]
+    names = list(dict.fromkeys(n for _, by in cells for n in by))
+    if len(names) < 2:  # no baseline ran (older runs, or no twin to measure the truth against)
+        return []
+    lines = ["", "Inflation error with and without a baseline (estimate − true gain, points; CI: the estimate's 95% "
+             "interval covers the true gain; baselines: `gapmeter audit --baseline_model`'s adjustment, one baseline each):", "",
+             "| arm | k | groups | " + " | ".join(f"{n}: mean error | {n}: mean abs error | {n}: CI covers" for n in names) + " |",
+             "|" + "---|" * (3 + 3 * len(names))]
+    for head, by in cells:
+        n_groups = max(e["n_groups"] for e in by.values())
+        parts = []
+        for n in names:
+            e = by.get(n)
+            parts += ["—"] * 3 if e is None else [f"{100 * e['mean_error']:+.1f}", f"{100 * e['mean_abs_error']:.1f}", _pct(e["ci_covers_truth"])]
+        lines.append(f"| {head} | {n_groups} | " + " | ".join(parts) + " |")
+    pooled = s.get("inflation_error_by_baseline", {})
+    if pooled:
+        lines += ["", "Pooled over groups, with and without a baseline (95% t interval of the mean error over groups):", "",
+                  "| estimate | groups | n | mean error | 95% CI | mean abs error | CI covers truth |", "|---|---|---|---|---|---|---|"]
+        for n in names:
+            for label, e in pooled.get(n, {}).items():
+                if e.get("n_groups"):
+                    lo, hi = e["ci"]
+                    lines.append(f"| {n} | {label} | {e['n_groups']} | {100 * e['mean_error']:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] | "
+                                 f"{100 * e['mean_abs_error']:.1f} | {_pct(e['ci_covers_truth'])} |")
+    return lines

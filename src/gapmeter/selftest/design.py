@@ -14,7 +14,9 @@ sees exactly as much benchmark-format text (a twin without any plants learns the
 less well and made the "true gain" of never-planted groups +17 points in a first run). The true
 gain is the contaminated model's accuracy minus the twin's on the same items. The twin is also
 audited on every group: more negative controls, from a model trained on look-alike items but
-not on these.
+not on these. A third, plant-free model (base corpus only, another training seed) is the
+baseline of the difficulty-adjusted inflation beside the twin (``run.py``); it is only scored,
+not audited.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class Preset:
     # but not the answer letters (true gain 0); at 10 epochs (tuning split) it did.
     epochs: int = 10
     clean_twin: bool = True  # train (and audit) the unplanted twin: true gain and more controls
+    # train a plant-free model (base corpus only, another training seed): a baseline for the
+    # difficulty-adjusted inflation that is not the twin the true gain is measured against
+    unplanted_baseline: bool = True
     oren_permutations: int = 20
 
 

@@ -5,6 +5,13 @@ group is audited on its own, as a user audits one benchmark (Holm over that audi
 against the seed's reference set, with the same code as ``gapmeter audit``. Results are written to
 ``OUTPUT/selftest.json`` (one row per model × group) and summarised as power per k, false-positive
 rate on the negative controls, and estimated vs true inflation.
+
+Every contaminated-model row also carries the difficulty-adjusted inflation with a baseline, by
+the code ``gapmeter audit --baseline_model`` runs (``audit.runner.adjust_for_difficulty``), once
+per baseline believed clean: the placebo twin (``TWIN``) and a plant-free model trained with
+another seed (``UNPLANTED``). With the twin as baseline the group's own sampling noise cancels
+(the true gain is measured against the twin), so its error is the two models' difference on the
+reference items, one number per seed; the plant-free model is the baseline a user would have.
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gapmeter.audit.adjusted import BaselineScores
 from gapmeter.audit.config import AuditConfig
-from gapmeter.audit.items import build_audit_set, item_scores
+from gapmeter.audit.items import AuditSet, build_audit_set, item_scores
 from gapmeter.audit.responses import RequestRunner
-from gapmeter.audit.runner import DETECTORS, AuditPair, audit_tasks
+from gapmeter.audit.result import TaskAudit
+from gapmeter.audit.runner import DETECTORS, AuditPair, adjust_for_difficulty, audit_tasks
 from gapmeter.engine.cache import ResponseCache
 from gapmeter.models.hf import load_hf
 from gapmeter.selftest.corpus import (
@@ -41,6 +50,11 @@ from gapmeter.tasks.task import Task
 Log = Callable[[str], None]
 OREN = "oren_exchangeability"
 OREN_T = "oren_t_test"  # summary column: Oren et al.'s t-test, kept to compare with the randomization test
+TWIN = "placebo twin"
+UNPLANTED = "unplanted model"
+UNADJUSTED = "no baseline"
+#: the plant-free baseline's training seed is the run's seed plus this (another init and order)
+UNPLANTED_SEED_OFFSET = 1000
 
 
 @dataclass
@@ -56,6 +70,11 @@ class Row:
     inflation: float | None
     inflation_ci: tuple[float, float] | None
     true_gain: float | None  # contaminated model only: acc(model) − acc(clean twin) on the group
+    # contaminated model only, per baseline (TWIN, UNPLANTED): the difficulty-adjusted inflation
+    inflation_adjusted: dict[str, float] = field(default_factory=dict)
+    inflation_adjusted_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # mean scores behind the estimates: "model" (the audited one) and each baseline, [group, reference]
+    mean_scores: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def write_tasks(bench: Benchmark, a: Assignment, out: Path) -> dict[str, Task]:
@@ -93,13 +112,19 @@ def run_seed(bench: Benchmark, p: Preset, seed: int, out: Path, data_dir: Path, 
     models: dict[str, Path] = {}
     twin_docs = planted_documents(bench, a, placebo=True)
     info["placebo_documents"] = len(twin_docs)
-    kinds = [("contaminated", corpus(base, planted, seed))] + ([("clean", corpus(base, twin_docs, seed))] if p.clean_twin else [])
-    for kind, docs in kinds:
-        # the twin's directory names its design (a twin without placebo plants is not reused)
-        path = seed_dir / ("model_placebo_twin" if kind == "clean" else f"model_{kind}")
+    # (kind, directory, documents, training seed); the twin's directory names its design (a twin
+    # without placebo plants is not reused)
+    kinds = [("contaminated", "model_contaminated", corpus(base, planted, seed), seed)]
+    if p.clean_twin:
+        kinds.append(("clean", "model_placebo_twin", corpus(base, twin_docs, seed), seed))
+    if p.unplanted_baseline:
+        other = seed + UNPLANTED_SEED_OFFSET
+        kinds.append(("unplanted", "model_unplanted_baseline", corpus(base, [], other), other))
+    for kind, dirname, docs, train_seed in kinds:
+        path = seed_dir / dirname
         if not (path / "gapmeter_train.json").exists():
             log(f"seed {seed}: training the {kind} model ({len(docs)} documents, {p.size}, {p.epochs} epochs on {device})")
-            rep = train_lm(path, documents=docs, tokenizer_texts=base, size=p.size, epochs=p.epochs, seed=seed, device=device, threads=threads)
+            rep = train_lm(path, documents=docs, tokenizer_texts=base, size=p.size, epochs=p.epochs, seed=train_seed, device=device, threads=threads)
             log(f"  {rep.parameters:,} parameters, {rep.tokens_per_epoch:,} tokens/epoch, loss {rep.final_loss:.3f}, {rep.seconds:.0f}s")
         info[f"train_{kind}"] = json.loads((path / "gapmeter_train.json").read_text())
         models[kind] = path
@@ -107,32 +132,62 @@ def run_seed(bench: Benchmark, p: Preset, seed: int, out: Path, data_dir: Path, 
     config = AuditConfig(oren_permutations=p.oren_permutations, seed=seed)
     sessions = open_store(f"sqlite:///{(out / 'selftest.sqlite').resolve()}")
     reference = build_audit_set(tasks["selftest_reference"], name="selftest_reference")
+    candidates = {g.name: build_audit_set(tasks[f"selftest_{g.name}"], name=g.name) for g in a.groups}
     scores: dict[str, dict[str, list[float]]] = {}
+    baselines: dict[str, dict[str, BaselineScores]] = {}  # baseline label -> group -> its scores
     rows: list[Row] = []
-    for kind in sorted(models, key=lambda k: k != "clean"):  # the clean twin first: true gains need it
+    # the plant-free baseline is only scored; the clean twin before the contaminated model: true
+    # gains and the twin baseline need its scores
+    for kind in sorted(models, key=lambda k: ("unplanted", "clean", "contaminated").index(k)):
         backend = load_hf({"pretrained": str(models[kind]), "dtype": "float32"}, device=device, batch_size="auto" if device != "cpu" else 32)
         runner = RequestRunner(backend, ResponseCache(sessions, backend.fingerprint()))
-        scores[kind] = {g.name: item_scores(tasks[f"selftest_{g.name}"], [d for d in tasks[f"selftest_{g.name}"].eval_docs], runner) for g in a.groups}
+        scores[kind] = {name: _scores(cand, runner) for name, cand in candidates.items()}
+        if kind in ("unplanted", "clean"):
+            label = UNPLANTED if kind == "unplanted" else TWIN
+            ref_scores = _scores(reference, runner)
+            baselines[label] = {name: BaselineScores(label, scores[kind][name], ref_scores) for name in candidates}
+        if kind == "unplanted":
+            continue
         t0 = time.perf_counter()
         for g in a.groups:
-            cand = build_audit_set(tasks[f"selftest_{g.name}"], name=g.name)
-            (res,) = audit_tasks(backend, [AuditPair(cand, reference)], config=config, runner=runner)
+            (res,) = audit_tasks(backend, [AuditPair(candidates[g.name], reference)], config=config, runner=runner)
             planted_k = g.k if kind == "contaminated" else 0
             true_gain = None
             if kind == "contaminated" and "clean" in scores:
                 c, t = scores["contaminated"][g.name], scores["clean"][g.name]
                 true_gain = (sum(c) - sum(t)) / len(c)
             inf = res.inflation
-            rows.append(Row(
+            row = Row(
                 seed, kind, g.name, g.arm, planted_k, len(g.items), res.verdict,
                 {d.detector: {"p": d.p_value, "p_holm": d.p_holm, "effect": d.effect, "skipped": d.skipped,
                               # Oren's original t-test on the same shard differences (issue 20: before/after)
                               **({"p_t_test": d.details["p_t_test"]} if "p_t_test" in d.details else {})}
                  for d in res.detectors},
                 inf.estimate if inf else None, (inf.ci_low, inf.ci_high) if inf else None, true_gain,
-            ))
+            )
+            if kind == "contaminated":
+                _adjust(row, res, {label: per_group[g.name] for label, per_group in baselines.items()}, seed=config.seed)
+            rows.append(row)
         log(f"seed {seed}: audited the {kind} model on {len(a.groups)} groups in {time.perf_counter() - t0:.0f}s")
     return rows, info
+
+
+def _scores(s: AuditSet, runner: RequestRunner) -> list[float]:
+    """Per-item scores as ``gapmeter audit`` scores a baseline model (commands/audit.py)."""
+    return item_scores(s.task, [it.doc for it in s.items], runner)
+
+
+def _adjust(row: Row, res: TaskAudit, baselines: dict[str, BaselineScores], *, seed: int) -> None:
+    """Each baseline on its own, through the audit's own adjustment; ``res.inflation`` ends adjusted."""
+    public, reference = res.scores("test"), res.scores("reference")
+    row.mean_scores["model"] = (sum(public) / len(public), sum(reference) / len(reference))
+    for label, b in baselines.items():
+        row.mean_scores[label] = (sum(b.public) / len(b.public), sum(b.reference) / len(b.reference))
+        adjust_for_difficulty(res, [b], seed=seed)
+        inf = res.inflation
+        assert inf is not None and inf.difficulty_adjusted
+        row.inflation_adjusted[label] = inf.estimate
+        row.inflation_adjusted_ci[label] = (inf.ci_low, inf.ci_high)
 
 
 def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
@@ -174,6 +229,7 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
             if gains:
                 covered = [ci[0] <= t <= ci[1] for r in gains if (ci := r.inflation_ci) is not None and (t := r.true_gain) is not None]
                 entry["ci_covers_truth"] = sum(covered) / len(gains)
+            entry["inflation_by_baseline"] = _by_estimator(sel)
             power.append(entry)
     controls = {}
     for label, sel in (
@@ -182,13 +238,52 @@ def summarise(rows: list[Row], alpha: float) -> dict[str, Any]:
     ):
         if sel:
             controls[label] = cell(sel)
+            if label.startswith("k=0"):
+                controls[label]["inflation_by_baseline"] = _by_estimator(sel)
     errors = {}
+    by_estimator: dict[str, dict[str, Any]] = {}
     for label, sel in (
         ("planted groups (k ≥ 1)", [r for r in rows if r.model == "contaminated" and r.k > 0]),
         ("never-planted groups (k = 0)", [r for r in rows if r.model == "contaminated" and r.k == 0]),
     ):
         errors[label] = _mean_error([r.inflation - r.true_gain for r in sel if r.inflation is not None and r.true_gain is not None])
-    return {"alpha": alpha, "power": power, "controls": controls, "inflation_error": errors}
+        for name, e in _by_estimator(sel, pooled=True).items():
+            by_estimator.setdefault(name, {})[label] = e
+    return {"alpha": alpha, "power": power, "controls": controls, "inflation_error": errors,
+            "inflation_error_by_baseline": by_estimator}
+
+
+def _estimates(r: Row) -> dict[str, tuple[float, tuple[float, float] | None]]:
+    """Every inflation estimate of a row: without a baseline, then with each baseline."""
+    out: dict[str, tuple[float, tuple[float, float] | None]] = {}
+    if r.inflation is not None:
+        out[UNADJUSTED] = (r.inflation, r.inflation_ci)
+    for name, est in r.inflation_adjusted.items():
+        out[name] = (est, r.inflation_adjusted_ci.get(name))
+    return out
+
+
+def _by_estimator(sel: list[Row], *, pooled: bool = False) -> dict[str, dict[str, Any]]:
+    """Per estimator (no baseline, each baseline): error against the true gain and CI coverage.
+
+    ``pooled``: the mean error's 95% t interval over groups too (``_mean_error``).
+    """
+    per: dict[str, list[tuple[float, float, tuple[float, float] | None]]] = {}
+    for r in sel:
+        if r.true_gain is None:
+            continue
+        for name, (est, ci) in _estimates(r).items():
+            per.setdefault(name, []).append((r.true_gain, est, ci))
+    out: dict[str, dict[str, Any]] = {}
+    for name, vals in per.items():
+        errs = [e - t for t, e, _ in vals]
+        cis = [(t, ci) for t, _, ci in vals if ci is not None]
+        entry = _mean_error(errs) if pooled else {
+            "n_groups": len(errs), "mean_error": sum(errs) / len(errs), "mean_abs_error": sum(abs(x) for x in errs) / len(errs)}
+        entry["estimate"] = sum(e for _, e, _ in vals) / len(vals)
+        entry["ci_covers_truth"] = sum(lo <= t <= hi for t, (lo, hi) in cis) / len(cis) if cis else None
+        out[name] = entry
+    return out
 
 
 def _mean_error(diffs: list[float]) -> dict[str, Any]:
