@@ -2,7 +2,8 @@
 
 Prints (and writes to ``OUTPUT/selftest.md``, next to the full ``selftest.json``) the power of
 every detector and of the combined verdict per arm and contamination level k, the false-positive
-rate on the negative controls, and the estimated vs true inflation.
+rate on the negative controls, and the estimated vs true inflation, without a baseline and with each
+baseline of the difficulty adjustment (the placebo twin, the plant-free model).
 """
 
 from __future__ import annotations
