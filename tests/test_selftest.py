@@ -96,6 +96,8 @@ def test_summary_gives_error_and_coverage_with_and_without_a_baseline(tmp_path: 
     assert by[UNPLANTED]["ci_covers_truth"] == pytest.approx(1 / 3)  # ±2 points: only the exact one
     pooled = s["inflation_error_by_baseline"][TWIN]["planted groups (k ≥ 1)"]
     assert pooled["n_groups"] == 3 and pooled["ci"][0] == pytest.approx(pooled["ci"][1])  # errors all −5
+    by_seed = s["inflation_error_by_baseline"][UNADJUSTED]["planted groups (k ≥ 1)"]["mean_error_by_seed"]
+    assert by_seed == pytest.approx({1: 0.04, 2: 0.0})
     # a merge of runs made separately keeps the adjusted columns (JSON turns their pairs into lists)
     dirs = []
     for seed in (1, 2):
@@ -111,4 +113,5 @@ def test_summary_gives_error_and_coverage_with_and_without_a_baseline(tmp_path: 
     assert json.loads(json.dumps(merged["summary"]["inflation_error_by_baseline"])) == json.loads(json.dumps(s["inflation_error_by_baseline"]))
     md = (tmp_path / "all" / "selftest.md").read_text()
     assert f"{TWIN}: mean error" in md and f"| {UNPLANTED} | planted groups (k ≥ 1) | 3 |" in md
+    assert "| 1: +4.0, 2: +0.0 |" in md
     assert np.isclose(float(md.split(f"| {TWIN} | planted groups (k ≥ 1) | 3 | ")[1].split(" |")[0]), -5.0)

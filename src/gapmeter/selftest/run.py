@@ -266,14 +266,18 @@ def _estimates(r: Row) -> dict[str, tuple[float, tuple[float, float] | None]]:
 def _by_estimator(sel: list[Row], *, pooled: bool = False) -> dict[str, dict[str, Any]]:
     """Per estimator (no baseline, each baseline): error against the true gain and CI coverage.
 
-    ``pooled``: the mean error's 95% t interval over groups too (``_mean_error``).
+    ``pooled``: also the mean error's 95% t interval over groups (``_mean_error``) and the mean
+    error per seed: the groups of one seed share its reference items (and, with the twin as
+    baseline, one error: the two models' difference there), so they are not independent.
     """
     per: dict[str, list[tuple[float, float, tuple[float, float] | None]]] = {}
+    seeds: dict[str, dict[int, list[float]]] = {}
     for r in sel:
         if r.true_gain is None:
             continue
         for name, (est, ci) in _estimates(r).items():
             per.setdefault(name, []).append((r.true_gain, est, ci))
+            seeds.setdefault(name, {}).setdefault(r.seed, []).append(est - r.true_gain)
     out: dict[str, dict[str, Any]] = {}
     for name, vals in per.items():
         errs = [e - t for t, e, _ in vals]
@@ -282,6 +286,8 @@ def _by_estimator(sel: list[Row], *, pooled: bool = False) -> dict[str, dict[str
             "n_groups": len(errs), "mean_error": sum(errs) / len(errs), "mean_abs_error": sum(abs(x) for x in errs) / len(errs)}
         entry["estimate"] = sum(e for _, e, _ in vals) / len(vals)
         entry["ci_covers_truth"] = sum(lo <= t <= hi for t, (lo, hi) in cis) / len(cis) if cis else None
+        if pooled:
+            entry["mean_error_by_seed"] = {seed: sum(x) / len(x) for seed, x in sorted(seeds[name].items())}
         out[name] = entry
     return out
 
