@@ -18,12 +18,13 @@ def _row(seed: int, model: str, k: int, verdict: str, p: float, inflation: float
                inflation, (inflation - 0.2, inflation + 0.2), truth)
 
 
-def _write(out: Path, seed: int, rows: list[Row]) -> None:
+def _write(out: Path, seed: int, rows: list[Row], *, before_issue_18: bool = False) -> None:
     p = preset("cpu", seeds=(seed,))
     out.mkdir(parents=True)
+    new_columns = ("inflation_adjusted", "inflation_adjusted_ci", "mean_scores")  # what runs before issue 18 lack
     result = {"preset": {**asdict(p), "seeds": [seed], "levels": list(p.levels), "arms": list(p.arms)},
               "device": "cpu", "seconds": 10.0, "seeds": [{"seed": seed}], "summary": summarise(rows, 0.05),
-              "rows": [asdict(r) for r in rows]}
+              "rows": [{k: v for k, v in asdict(r).items() if not (before_issue_18 and k in new_columns)} for r in rows]}
     (out / "selftest.json").write_text(json.dumps(result))
 
 
@@ -31,7 +32,7 @@ def test_merge_pools_rows_and_refuses_overlaps(tmp_path: Path) -> None:
     a = [_row(1, "contaminated", 4, "contaminated", 0.001, 0.50, 0.40), _row(1, "clean", 0, "clean", 0.5, 0.0, None)]
     b = [_row(2, "contaminated", 4, "clean", 0.20, 0.30, 0.40), _row(2, "clean", 0, "contaminated", 0.01, 0.1, None)]
     _write(tmp_path / "s1", 1, a)
-    _write(tmp_path / "s2", 2, b)
+    _write(tmp_path / "s2", 2, b, before_issue_18=True)  # an older run's rows still merge
     cmd = [sys.executable, "-m", "gapmeter.cli", "selftest", "merge", str(tmp_path / "s1"), str(tmp_path / "s2"),
            "--output_path", str(tmp_path / "all")]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
