@@ -50,7 +50,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=0, help="train the 12M model this many epochs first (0: random init)")
     ap.add_argument("--limit", type=int, default=None, help="first N items of task and reference (a quick look)")
     ap.add_argument("--detectors", default="all")
-    ap.add_argument("--batch_size", default="32")
+    ap.add_argument("--batch_size", default="auto", help="as gapmeter audit's --batch_size (default auto, as the CLI)")
     ap.add_argument("--work_dir", type=Path, default=None, help="model and store here (kept); default a temp dir")
     args = ap.parse_args()
 
