@@ -98,7 +98,7 @@ def main() -> int:
         "items": len(a.scores("test")),
         "reference_items": len(a.scores("reference")),
         "seconds_per_step": {k: round(v, 1) for k, v in outcome.seconds.items()},
-        "detectors": {d.detector: ({"p": d.p_value, "details": {k: d.details.get(k) for k in ("rounds", "stopped_for_futility", "orderings_per_shard")}}
+        "detectors": {d.detector: ({"p": d.p_value, "details": {k: d.details.get(k) for k in ("rounds", "stopped_for_futility", "stopped_for_efficacy", "orderings_per_shard")}}
                                    if d.detector == "oren_exchangeability" else {"p": d.p_value, "skipped": d.skipped})
                       for d in a.detectors},
         "verdict": a.verdict,
