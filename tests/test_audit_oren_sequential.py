@@ -104,3 +104,13 @@ def test_exchangeable_orderings_keep_the_level_and_mostly_stop_early() -> None:
     assert (ps_arr <= cfg.alpha).mean() <= 0.08
     assert (ps_arr <= 0.01).mean() <= 0.03
     assert np.mean(looks) < 2.5  # of 6 looks planned; under the null most stop at the first or second
+
+
+def test_a_futility_stop_reports_the_interim_p() -> None:
+    cfg = AuditConfig(oren_shards=8, oren_permutations=50, oren_resamples=2000)
+    stops = [seq for rep in range(40) if (seq := _run(_noise, 40, cfg, f"fut{rep}")[0]).stopped == "futility"]
+    assert stops
+    for seq in stops:
+        bound = cfg.oren_futility_p if seq.looks < 3 else cfg.alpha  # look 3 holds 8 orderings per shard
+        assert seq.p_value >= bound
+    assert any(seq.p_value < 1.0 for seq in stops)  # informative, not clipped to 1

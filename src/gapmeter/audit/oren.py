@@ -127,7 +127,8 @@ class OrenExchangeability(Detector):
           looks, which is a valid p-value, so any stopping rule keeps it valid;
         * for futility, once the interim Monte-Carlo p is ≥ ``oren_futility_p`` (≥ the late bound,
           alpha by default, from ``oren_late_look_pool`` orderings per shard on); the reported p
-          is then ≥ that bound, so below it P(p ≤ a) ≤ a still holds.
+          is that interim p, ≥ the bound: for every a below it a futility stop never reports
+          p ≤ a, and the other branches report ≥ the all-looks minimum, so P(p ≤ a) ≤ a.
         """
         cfg = ctx.config
         pools: list[list[float]] = [[] for _ in shard_orders]
@@ -153,7 +154,7 @@ class OrenExchangeability(Detector):
             interim = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed)
             bound = late_bound if upto >= cfg.oren_late_look_pool else cfg.oren_futility_p
             if interim.p_value >= bound:
-                return Sequential(pools, look, "futility", min(1.0, max(interim.p_value, best)), w_interim, w_final)
+                return Sequential(pools, look, "futility", interim.p_value, w_interim, w_final)
         final = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed).p_value
         p = min(1.0, best, final / w_final) if sequential else final
         return Sequential(pools, len(ends), None, p, w_interim, w_final)
