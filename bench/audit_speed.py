@@ -50,7 +50,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=0, help="train the 12M model this many epochs first (0: random init)")
     ap.add_argument("--limit", type=int, default=None, help="first N items of task and reference (a quick look)")
     ap.add_argument("--detectors", default="all")
-    ap.add_argument("--batch_size", default="32")
+    ap.add_argument("--batch_size", default="auto", help="as gapmeter audit's --batch_size (default auto, as the CLI)")
     ap.add_argument("--work_dir", type=Path, default=None, help="model and store here (kept); default a temp dir")
     args = ap.parse_args()
 
@@ -98,7 +98,7 @@ def main() -> int:
         "items": len(a.scores("test")),
         "reference_items": len(a.scores("reference")),
         "seconds_per_step": {k: round(v, 1) for k, v in outcome.seconds.items()},
-        "detectors": {d.detector: ({"p": d.p_value, "details": {k: d.details.get(k) for k in ("rounds", "stopped_for_futility", "orderings_per_shard")}}
+        "detectors": {d.detector: ({"p": d.p_value, "details": {k: d.details.get(k) for k in ("rounds", "stopped_for_futility", "stopped_for_efficacy", "orderings_per_shard")}}
                                    if d.detector == "oren_exchangeability" else {"p": d.p_value, "skipped": d.skipped})
                       for d in a.detectors},
         "verdict": a.verdict,

@@ -183,7 +183,7 @@ def test_oren_stops_for_futility_on_a_clean_model_and_progress_counts_every_call
     assert d["orderings_planned"] == [50]
     if d["stopped_for_futility"]:
         assert oren.p_value >= cfg.oren_futility_p and d["orderings_per_shard"][0] < 50
-    full_cfg = AuditConfig(oren_shards=3, oren_permutations=50, oren_round=5, oren_futility_p=1.0)
+    full_cfg = AuditConfig(oren_shards=3, oren_permutations=50, oren_round=5, oren_futility_p=1.0, oren_late_futility_p=1.0)
     full = run_audit(_opts(gpt2_model_dir, task_dir, tmp_path / "b", tasks=("t_letters",), detectors="oren_exchangeability"),
                      full_cfg, Console(quiet=True), progress_console=Console(quiet=True)).audits[0].detectors[0]
     assert full.details["orderings_per_shard"] == [50] and not full.details["stopped_for_futility"]

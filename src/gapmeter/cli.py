@@ -301,7 +301,7 @@ def audit(
     limit: Annotated[int | None, typer.Option("--limit", help="first N items of each task and reference")] = None,
     prompt_style: Annotated[str, typer.Option("--prompt_style", "--prompt-style", help="completion (base models) | instruct (chat models)")] = "completion",
     alpha: Annotated[float, typer.Option("--alpha")] = 0.05,
-    batch_size: Annotated[str, typer.Option("--batch_size", "--batch-size")] = "1",
+    batch_size: Annotated[str, typer.Option("--batch_size", "--batch-size", help="rows per forward: N, or auto (a token budget on CPU, probed GPU memory)")] = "auto",
     device: Annotated[str | None, typer.Option("--device")] = None,
     output_path: Annotated[Path | None, typer.Option("--output_path", "--output-path", help="audit.json and the store go here")] = None,
     db: Annotated[str | None, typer.Option("--db")] = None,

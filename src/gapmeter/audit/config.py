@@ -26,6 +26,18 @@ class AuditConfig:
     # Stopping only for futility cannot add a rejection, so the level stays ≤ alpha (docs/audit.md).
     oren_round: int = 1
     oren_futility_p: float = 0.3
+    # From the look whose pools hold this many orderings per shard on, the futility bound is
+    # oren_late_futility_p (default: alpha): a test not significant at alpha after 7 other
+    # orderings per shard is stopped rather than scored up to 50 (issue 18's budget; futility
+    # stops never add a rejection, so the level holds; the power traded is in docs/audit.md).
+    oren_late_look_pool: int = 8
+    oren_late_futility_p: float | None = None
+    # Efficacy stop: each interim look spends oren_interim_weight of the level on a
+    # conservative p-value (Hoeffding's bound on the exact randomization p, no Monte-Carlo
+    # floor); the final look gets the rest (weighted Bonferroni over the looks). The test stops
+    # once that weighted p is ≤ oren_efficacy_p — rejected by Holm in any audit of ≤ 500 tests.
+    oren_interim_weight: float = 0.01
+    oren_efficacy_p: float = 1e-4
     # The p-value: "randomization" re-draws which ordering of each shard is canonical (exact
     # under exchangeability, any shard size); "t" is Oren et al.'s t-test over shards, which
     # over-rejects with 2-item shards (issue 20; measured by `gapmeter selftest oren`).
@@ -57,6 +69,14 @@ class AuditConfig:
             raise ValueError("oren_permutations and oren_round must be at least 1")
         if not self.alpha < self.oren_futility_p <= 1:
             raise ValueError("oren_futility_p must be in (alpha, 1]")
+        if self.oren_late_futility_p is not None and not 0 < self.oren_late_futility_p <= 1:
+            raise ValueError("oren_late_futility_p must be in (0, 1]")
+        if self.oren_late_look_pool < 2:
+            raise ValueError("oren_late_look_pool must be at least 2")
+        if not 0 <= self.oren_interim_weight <= 0.1:
+            raise ValueError("oren_interim_weight must be in [0, 0.1]")
+        if not 0 <= self.oren_efficacy_p < self.alpha:
+            raise ValueError("oren_efficacy_p must be in [0, alpha)")
         if self.oren_test not in {"randomization", "t"}:
             raise ValueError("oren_test must be randomization or t")
         if self.prompt_style not in {"completion", "instruct"}:

@@ -22,13 +22,19 @@ import itertools
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from gapmeter.audit.base import AuditContext, Detector
 from gapmeter.audit.calibration import oren_calibration
 from gapmeter.audit.result import DetectorResult
-from gapmeter.audit.stats import TestResult, one_sided_t, pooled_exchangeability_test
+from gapmeter.audit.stats import (
+    TestResult,
+    exchangeability_tail_bound,
+    one_sided_t,
+    pooled_exchangeability_test,
+)
 from gapmeter.requests import RollingLoglikelihoodRequest
 
 SEPARATOR = "\n\n"
@@ -77,6 +83,30 @@ def shard_test(pools: Sequence[Sequence[float]], test: str, *, n_resamples: int,
     raise ValueError(f"unknown Oren test {test!r}; expected one of {TESTS}")
 
 
+def look_ends(width: int, first: int) -> list[int]:
+    """Orderings per shard (canonical included) scored after each look: 1 + ``first``, then
+    ``2·first``, ``4·first``... more, the last look capped at ``width`` (few interim looks)."""
+    ends: list[int] = []
+    done, step = 0, first
+    while done < width:
+        done = min(width, done + step + (1 if done == 0 else 0))
+        step *= 2
+        ends.append(done)
+    return ends
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """What the looks gave: the pools, how many looks ran, why it stopped, the reported p."""
+
+    pools: list[list[float]]
+    looks: int
+    stopped: str | None  # "efficacy" | "futility" | None (every look ran)
+    p_value: float
+    w_interim: float
+    w_final: float
+
+
 class OrenExchangeability(Detector):
     name = "oren_exchangeability"
     needs = ("loglikelihood_rolling",)
@@ -84,35 +114,50 @@ class OrenExchangeability(Detector):
 
     def _score_in_rounds(
         self, ctx: AuditContext, texts: list[str], shard_orders: list[list[list[int]]], seed: str,
-    ) -> tuple[list[list[float]], int, bool]:
-        """Each shard's pool of log-likelihoods (canonical first), scored in rounds of ``oren_round``,
-        then twice, four times... as many orderings per shard; stops early once the interim
-        p-value is ≥ ``oren_futility_p``.
+    ) -> Sequential:
+        """Each shard's pool of log-likelihoods (canonical first), scored in looks of
+        ``oren_round`` other orderings per shard, then twice, four times... as many; after each
+        interim look the test may stop (randomization test only; docs/audit.md, "Oren's test on
+        a budget"):
 
-        A futility stop only ever replaces "not rejected at the full pool" by "not rejected", so
-        P(reject) ≤ alpha still holds; the reported p is then the interim one (≥ the bound).
+        * for efficacy, once the looks' weighted Bonferroni p-value is ≤ ``oren_efficacy_p``: an
+          interim look's p is Hoeffding's bound on the exact randomization p over
+          ``oren_interim_weight``, the final look's the Monte-Carlo p over the rest of the
+          weight, and the reported p is the smallest seen — never below the minimum over all
+          looks, which is a valid p-value, so any stopping rule keeps it valid;
+        * for futility, once the interim Monte-Carlo p is ≥ ``oren_futility_p`` (≥ the late bound,
+          alpha by default, from ``oren_late_look_pool`` orderings per shard on); the reported p
+          is that interim p, ≥ the bound: for every a below it a futility stop never reports
+          p ≤ a, and the other branches report ≥ the all-looks minimum, so P(p ≤ a) ≤ a.
         """
         cfg = ctx.config
         pools: list[list[float]] = [[] for _ in shard_orders]
+        ends = look_ends(max(len(o) for o in shard_orders), cfg.oren_round)
+        sequential = cfg.oren_test == "randomization"
+        w_interim = cfg.oren_interim_weight if sequential and len(ends) > 1 else 0.0
+        w_final = 1.0 - w_interim * (len(ends) - 1)
+        late_bound = cfg.oren_late_futility_p if cfg.oren_late_futility_p is not None else cfg.alpha
+        best = 1.0  # smallest weighted p over the looks so far
         done = 0
-        rounds = 0
-        width = max(len(o) for o in shard_orders)
-        step = cfg.oren_round
-        while done < width:
-            # the first round adds the canonical order; each later round doubles (few interim looks)
-            upto = done + step + (1 if done == 0 else 0)
-            step *= 2
+        for look, upto in enumerate(ends, 1):
             batch = [(i, order) for i, pool in enumerate(shard_orders) for order in pool[done:upto]]
             lls = ctx.runner.run([RollingLoglikelihoodRequest(SEPARATOR.join(texts[j] for j in order)) for _, order in batch])
             for (i, _), ll in zip(batch, lls, strict=True):
                 pools[i].append(float(ll))
             done = upto
-            rounds += 1
-            if done < width and cfg.oren_test == "randomization":
-                interim = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed)
-                if interim.p_value >= cfg.oren_futility_p:
-                    return pools, rounds, True
-        return pools, rounds, False
+            if look == len(ends) or not sequential:
+                continue
+            if w_interim > 0:
+                best = min(best, exchangeability_tail_bound(pools) / w_interim)
+                if best <= cfg.oren_efficacy_p:
+                    return Sequential(pools, look, "efficacy", best, w_interim, w_final)
+            interim = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed)
+            bound = late_bound if upto >= cfg.oren_late_look_pool else cfg.oren_futility_p
+            if interim.p_value >= bound:
+                return Sequential(pools, look, "futility", interim.p_value, w_interim, w_final)
+        final = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed).p_value
+        p = min(1.0, best, final / w_final) if sequential else final
+        return Sequential(pools, len(ends), None, p, w_interim, w_final)
 
     def detect(self, ctx: AuditContext) -> DetectorResult:
         cfg = ctx.config
@@ -123,17 +168,18 @@ class OrenExchangeability(Detector):
         rng = random.Random(f"oren/{cfg.seed}/{ctx.candidate.name}")
         shard_orders = [orderings(s, cfg.oren_permutations, rng) for s in shards]
         seed = f"oren-test/{cfg.seed}/{ctx.candidate.name}"
-        pools, rounds, stopped = self._score_in_rounds(ctx, texts, shard_orders, seed)
+        seq = self._score_in_rounds(ctx, texts, shard_orders, seed)
+        pools = seq.pools
         diffs = [p[0] - float(np.mean(p[1:])) for p in pools]
-        test = shard_test(pools, cfg.oren_test, n_resamples=cfg.oren_resamples, seed=seed)
         t_test = one_sided_t(diffs)
         sizes = sorted({len(s) for s in shards})
         calibration = oren_calibration(cfg.oren_test, sizes)
         items_per_shard = len(texts) / len(shards)
         return self.result(
             ctx,
-            statistic=test.statistic,
-            p_value=test.p_value,
+            # the randomization test's statistic is the mean shard difference; the t-test's is t
+            statistic=t_test.statistic if cfg.oren_test == "t" else float(np.mean(diffs)),
+            p_value=seq.p_value,
             effect=float(np.mean(diffs)) / items_per_shard,
             effect_name="nats per item gained by canonical order",
             n=len(texts),
@@ -142,9 +188,13 @@ class OrenExchangeability(Detector):
                 "items_per_shard": sizes,
                 "orderings_per_shard": sorted({len(p) - 1 for p in pools}),
                 "orderings_planned": sorted({len(p) - 1 for p in shard_orders}),
-                "rounds": rounds,
-                "stopped_for_futility": stopped,
+                "rounds": seq.looks,
+                "stopped_for_futility": seq.stopped == "futility",
+                "stopped_for_efficacy": seq.stopped == "efficacy",
                 "futility_p": cfg.oren_futility_p,
+                "late_futility_p": cfg.oren_late_futility_p if cfg.oren_late_futility_p is not None else cfg.alpha,
+                "efficacy_p": cfg.oren_efficacy_p,
+                "look_weights": {"interim": seq.w_interim, "final": round(seq.w_final, 6)},
                 "test": cfg.oren_test,
                 "resamples": cfg.oren_resamples if cfg.oren_test == "randomization" else None,
                 "p_t_test": t_test.p_value,

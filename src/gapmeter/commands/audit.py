@@ -49,7 +49,9 @@ class AuditOptions:
     references: tuple[tuple[str, str], ...] = ()
     detectors: str = "all"
     limit: int | None = None
-    batch_size: str = "1"
+    # Unlike `gapmeter run` (lm-eval's default of 1), the audit has no parity to keep and
+    # thousands of generations: batch 1 made decoding steps thin matmuls (issue 18).
+    batch_size: str = "auto"
     device: str | None = None
     output_path: Path | None = None
     db: str | None = None
