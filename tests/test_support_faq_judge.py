@@ -77,7 +77,8 @@ def test_the_tokenizer_reads_gapmeters_own_prompts(tmp_path: Path) -> None:
         assert tj.UNK not in tokens and len(tokens) < 60  # the fixed text is a few whole tokens
         assert tokens[-1].endswith("Justification:")
     verdict = tok.convert_tokens_to_ids("[[PASS]]")
-    assert tok.decode([verdict]) == "[[PASS]]" and parse_single(tok.decode([verdict]), "pass_fail") == 1.0
+    assert tok.decode([verdict, tok.eos_token_id], skip_special_tokens=True) == "[[PASS]]"  # as served
+    assert parse_single(tok.decode([verdict]), "pass_fail") == 1.0
     assert tok.convert_ids_to_tokens(tok("Reseset passssword")["input_ids"]) == [tj.UNK, tj.UNK]
 
 

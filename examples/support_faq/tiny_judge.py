@@ -264,8 +264,8 @@ def build_tokenizer(out: Path, texts: Sequence[str], rubric: str):  # noqa: ANN2
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre
-    tok.add_special_tokens([AddedToken(v, normalized=False) for v in VERDICTS])
-    tok.add_tokens([AddedToken(p, normalized=False) for p in template_pieces(rubric)])
+    # Not special tokens: a served reply is decoded with special tokens skipped.
+    tok.add_tokens([AddedToken(p, normalized=False) for p in (*VERDICTS, *template_pieces(rubric))])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=UNK,
                                    pad_token=EOS)
     fast.save_pretrained(out)
