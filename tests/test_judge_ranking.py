@@ -21,9 +21,13 @@ from test_judge import CASES, GOOD
 from gapmeter.commands.board import parse_metric_choices
 from gapmeter.commands.judge import JudgeOptions, judge_command
 from gapmeter.commands.task_init import init_task
+from gapmeter.compare.runs import open_run
 from gapmeter.engine.evaluate import evaluate
 from gapmeter.errors import GapmeterError
+from gapmeter.judge.items import run_items
+from gapmeter.outcomes import MetricResult
 from gapmeter.spec import RunSpec
+from gapmeter.store.runs import add_metric
 
 # "wrong" answers every question wrongly: 2 on every item, a zero-width CI below the others'.
 WRONG = {q: "Please contact support." for q in GOOD}
@@ -117,6 +121,43 @@ def test_a_running_board_ranks_by_a_judge_metric_added_after_it_started(store: t
     assert [rows[m]["rank"] for m in ("good", "twin", "wrong")] == [1, 1, 3]
 
 
+def test_a_request_chooses_the_metric_a_task_is_ranked_by(store: tuple[str, Path]) -> None:
+    """``?metric=TASK=METRIC`` (API and page) ranks one request's leaderboard by that metric, with
+    the same CI-overlap rule; other requests (cached per parameters) keep the board's default."""
+    db, _ = store
+    with _board(db, {}) as board:
+        root = board.url.removesuffix("/v1")
+
+        def get(path: str, **params: Any) -> httpx.Response:
+            return httpx.get(f"{root}{path}", params={"tasks": "faq", **params}, timeout=60)
+
+        for _ in range(2):  # the second round is served from the page cache: each key its own body
+            default = get("/api/leaderboard").json()
+            judged = get("/api/leaderboard", metric="faq=judge_score").json()
+            assert default["primary_metric"]["faq"] != "judge_score,none" and default["metric_choice"] == {}
+            assert {r["rank"] for r in default["rows"]} == {1}
+            assert judged["primary_metric"] == {"faq": "judge_score,none"}
+            assert judged["metric_choice"] == {"faq": "judge_score,none"}
+            rows = {r["model"]: r for r in judged["rows"]}
+            assert rows["good"]["scores"]["faq"]["value"] == pytest.approx(38 / 5)
+            assert [rows[m]["rank"] for m in ("good", "twin", "wrong")] == [1, 1, 3]
+        page = get("/", metric="faq=judge_score,none")
+        assert page.status_code == 200 and "judge_score,none" in page.text
+        assert 'name="metric" value="faq=judge_score,none"' in page.text  # the form keeps the choice
+        assert "&amp;metric=faq%3Djudge_score%2Cnone" in page.text  # and so do the sort links
+        assert "judge_score,none" not in get("/").text
+        bad = {"nope=judge_score": "the board has no task 'nope'",
+               "faq=no_such_metric": "no run on the board has no_such_metric,none for faq",
+               "faq": "expected TASK=METRIC", "faq=judge_score,a,b": "expected TASK=METRIC"}
+        for value, message in bad.items():
+            for path in ("/api/leaderboard", "/"):
+                r = get(path, metric=value)
+                assert r.status_code == 400 and message in r.text, (path, value, r.status_code, r.text)
+        r = httpx.get(f"{root}/api/leaderboard", params=[("metric", "faq=judge_score"), ("metric", "faq=judge_pass")],
+                      timeout=60)
+        assert r.status_code == 400 and "chosen twice" in r.text
+
+
 def test_metric_choice_errors_are_one_line() -> None:
     assert parse_metric_choices(["a=m", "b=m,strict"]) == {"a": "m,none", "b": "m,strict"}
     for bad in (["a"], ["=m"], ["a="], ["a=m,f,g"], ["a=m", "a=n"]):
@@ -159,9 +200,22 @@ def test_profile_on_a_judge_metric(store: tuple[str, Path], tmp_path: Path) -> N
     assert good["dimensions"]["knowledge"]["value"] == pytest.approx(4 / 5)  # r1, r3, r4, r6 of 5 readable
     assert wrong["dimensions"]["knowledge"]["value"] == pytest.approx(0.0)
     assert good["dimensions"]["knowledge"]["tasks"][0]["unit"]["metric"] == "judge_pass"
-    # A 1-10 judge score is no 0-1 score: left out of the radar, and said so in one line.
+    # A 1-10 judge score: the registry declares its range, so it enters rescaled, (s - 1) / 9, and says so.
     scored = profile("judge_score")
-    assert scored.returncode != 0 and "0-1 score" in scored.stderr and "Traceback" not in scored.stderr
+    assert scored.returncode == 0, scored.stderr
+    good, wrong = json.loads(scored.stdout)["profiles"]
+    knowledge = good["dimensions"]["knowledge"]
+    assert knowledge["value"] == pytest.approx(((4 * 9 + 2) / 5 - 1) / 9)  # 9 on r1 r3 r4 r6, 2 on r2
+    assert wrong["dimensions"]["knowledge"]["value"] == pytest.approx((2 - 1) / 9)
+    assert knowledge["tasks"][0]["rescaled_from"] == [1.0, 10.0]
+    assert any("judge_score rescaled from 1-10 to 0-1" in note for note in good["notes"])
+    assert (tmp_path / "judge_score" / "profile.html").read_text(encoding="utf-8").count("rescaled to 0-1") >= 1
+    # A metric outside 0-1 whose range nobody declared is still refused, in one line.
+    run = open_run(str(root / "good"), db)
+    add_metric(run.sessions, run.id, "my_rating", {(item.task, item.doc_id): (4.0, {}) for item in run_items(run, ["faq"])},
+               [MetricResult("faq", "my_rating", "none", 4.0, 0.0, 5)], detail_key="my_rating")
+    unknown = profile("my_rating")
+    assert unknown.returncode != 0 and "0-1 score" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_a_chosen_metric_no_run_has_is_said_not_silently_dropped(capsys: pytest.CaptureFixture[str]) -> None:

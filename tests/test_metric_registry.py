@@ -91,3 +91,17 @@ def test_acc_mutual_info_asks_for_unconditional_requests_and_scores_in_lm_eval_o
         gold = plan.doc["answer"]
         assert got["acc"] == float(gold == 0) and got["acc_mutual_info"] == float(gold == 1)
         assert got["f1"] == (gold, 0)
+
+
+def test_a_metric_declares_its_range_where_it_is_fixed() -> None:
+    from gapmeter.scoring.registry import MetricRegistry
+
+    assert METRICS["judge_score"].value_range == (1.0, 10.0)
+    assert METRICS["judge_pass"].value_range == (0.0, 1.0)
+    assert METRICS["exact_match"].value_range is None  # not declared: profile takes it only inside 0-1
+    reg = MetricRegistry()
+    with pytest.raises(ValueError, match="value_range"):
+        reg.hook_only("bad", aggregation="mean", higher_is_better=True, value_range=(5.0, 1.0))
+    reg.hook_only("rating", aggregation="mean", higher_is_better=True, value_range=(1.0, 5.0))
+    with pytest.raises(ValueError, match="different defaults"):  # one metric, one range
+        reg.hook_only("rating", aggregation="mean", higher_is_better=True, value_range=(0.0, 5.0))

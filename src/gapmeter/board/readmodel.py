@@ -344,6 +344,17 @@ class SnapshotCache:
         return out
 
 
+def score_by(model: ModelSummary, task: str, key: str) -> Score | None:
+    """The model's ``task`` score on ``key`` ("metric,filter"), chosen as the snapshot chooses
+    its primary score: from the newest visible run that has the task with that metric."""
+    for run in model.runs:  # newest first
+        if not run.hidden and task in run.top_tasks:
+            chosen = _pick(run.scores.get(task, []), key)
+            if chosen is not None:
+                return chosen
+    return None
+
+
 def _pick(rows: list[Score], key: str | None) -> Score | None:
     for s in rows:
         if s.key == key and s.value is not None:

@@ -72,9 +72,18 @@ class LeaderboardParams(BaseModel):
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
     flagged: bool = Field(False, description="only models the audit flagged")
     show_hidden: bool = Field(False, description="admins only: include hidden entries")
+    metric: list[Annotated[str, Field(max_length=300)]] = Field(
+        default_factory=list, max_length=100,
+        description="TASK=METRIC[,FILTER]: show and rank TASK by this metric, e.g. support_faq=judge_score,none "
+                    "(repeatable; default: the board's choice, `gapmeter board --metric`)")
+
+    def cache_key(self) -> tuple[Any, ...]:
+        """The parameters as a hashable key (page caches: every parameter, the metric choice too)."""
+        return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.model_dump().items()))
 
 
-def leaderboard_query(p: LeaderboardParams, who: Principal | None, known_tasks: list[str]) -> views.LeaderboardQuery:
+def leaderboard_query(p: LeaderboardParams, who: Principal | None, snap: Snapshot) -> views.LeaderboardQuery:
+    known_tasks = snap.tasks
     if p.sort not in views.SORT_KEYS and not (p.sort.startswith("task:") and p.sort[5:] in known_tasks):
         raise HTTPException(422, f"invalid parameter sort: use {', '.join(views.SORT_KEYS)} or task:<a shown task>")
     tasks = tuple(t.strip() for t in p.tasks.split(",") if t.strip())
@@ -83,9 +92,13 @@ def leaderboard_query(p: LeaderboardParams, who: Principal | None, known_tasks: 
         raise HTTPException(422, f"invalid parameter tasks: no scores for {', '.join(unknown[:5])}")
     if p.show_hidden and (who is None or not who.can("admin")):
         raise HTTPException(403, "show_hidden needs the admin role")
+    try:
+        metrics = views.metric_choices(snap, p.metric)
+    except views.MetricChoiceError as e:
+        raise HTTPException(400, str(e)) from None
     return views.LeaderboardQuery(
         tasks=tasks, q=p.q, sort=p.sort, desc=p.desc, weights=Weights(p.w_quality, p.w_cost, p.w_speed),
-        limit=p.limit, offset=p.offset, include_hidden=p.show_hidden, flagged_only=p.flagged,
+        limit=p.limit, offset=p.offset, include_hidden=p.show_hidden, flagged_only=p.flagged, metrics=metrics,
     )
 
 
@@ -105,10 +118,10 @@ def json_bytes(data: Any) -> bytes:
 async def api_leaderboard(request: Request, p: Annotated[LeaderboardParams, Query()],
                           who: Principal | None = Depends(viewer), ctx: BoardContext = Depends(board)) -> Response:
     def make(snap: Snapshot) -> tuple[bytes, str]:
-        return json_bytes(views.leaderboard(snap, leaderboard_query(p, who, snap.tasks))), "application/json"
+        return json_bytes(views.leaderboard(snap, leaderboard_query(p, who, snap))), "application/json"
 
     # The JSON depends on the asker only through show_hidden (admins), checked in leaderboard_query.
-    key = ("api:/leaderboard", who is not None and who.can("admin"), tuple(sorted(p.model_dump().items())))
+    key = ("api:/leaderboard", who is not None and who.can("admin"), p.cache_key())
     return await pagecache.respond(request, ctx, key, make)
 
 

@@ -41,12 +41,15 @@ async def leaderboard(request: Request, p: Annotated[LeaderboardParams, Query()]
     root = request.scope.get("root_path", "")
 
     def make(snap: Snapshot) -> tuple[bytes, str]:
-        data = views.leaderboard(snap, leaderboard_query(p, who, snap.tasks))
-        data["params"] = {k: v for k, v in p.model_dump().items() if v is not None and k != "offset"}
+        data = views.leaderboard(snap, leaderboard_query(p, who, snap))
+        data["params"] = {k: v for k, v in p.model_dump().items() if v is not None and k not in ("offset", "metric")}
+        # The metric choice, kept by the page's links and form (a repeatable parameter).
+        data["metric_query"] = "".join(f"&metric={quote(m, safe='')}" for m in p.metric)
+        data["metric_values"] = list(p.metric)
         _precompute_cells(data)
         return render_html(ctx, "leaderboard.html", data, who, root), "text/html; charset=utf-8"
 
-    key = ("page:/", root, who_key(who), tuple(sorted(p.model_dump().items())))
+    key = ("page:/", root, who_key(who), p.cache_key())
     return await pagecache.respond(request, ctx, key, make)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gapmeter.board import paired
-from gapmeter.board.readmodel import ModelSummary, RunInfo, Score, Snapshot
+from gapmeter.board.readmodel import ModelSummary, RunInfo, Score, Snapshot, score_by
 from gapmeter.board.weighting import Weights, weighted_scores
 from gapmeter.compare.ranking import Interval, ci_overlap_ranks
 from gapmeter.scoring.stats import mean_ci
@@ -36,15 +36,56 @@ class LeaderboardQuery:
     offset: int = 0
     include_hidden: bool = False
     flagged_only: bool = False
+    # (task, "metric,filter"): rank these columns by this metric instead of the board's choice
+    metrics: tuple[tuple[str, str], ...] = ()
+
+
+class MetricChoiceError(ValueError):
+    """A ``metric=TASK=METRIC[,FILTER]`` choice the board cannot honour (its message is the answer)."""
+
+
+def metric_keys(snap: Snapshot, task: str) -> list[str]:
+    """Every "metric,filter" some visible run of the board has a value of for ``task``."""
+    memo = snap.memo.get("metric_keys")
+    if memo is None:
+        memo = {}
+        for run in snap.runs.values():
+            if not run.hidden:
+                for t, key in run.value_keys:
+                    memo.setdefault(t, set()).add(key)
+        snap.memo["metric_keys"] = memo
+    return sorted(memo.get(task, ()))
+
+
+def metric_choices(snap: Snapshot, values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``TASK=METRIC[,FILTER]`` query values (filter ``none`` when not given), checked against
+    the board: a task it has a column for, a metric some visible run has for it."""
+    chosen: dict[str, str] = {}
+    for value in values:
+        task, sep, metric = (part.strip() for part in value.partition("="))
+        name, _, filt = metric.partition(",")
+        if not sep or not task or not name.strip() or "," in filt:
+            raise MetricChoiceError(f"invalid parameter metric={value!r}: expected TASK=METRIC or TASK=METRIC,FILTER")
+        if task in chosen:
+            raise MetricChoiceError(f"invalid parameter metric={value!r}: task {task!r} is chosen twice")
+        if task not in snap.tasks:
+            raise MetricChoiceError(f"invalid parameter metric={value!r}: the board has no task {task!r}")
+        key = f"{name.strip()},{filt.strip() or 'none'}"
+        known = metric_keys(snap, task)
+        if key not in known:
+            raise MetricChoiceError(f"invalid parameter metric={value!r}: no run on the board has {key} for "
+                                    f"{task} (it has: {', '.join(known)})")
+        chosen[task] = key
+    return tuple(sorted(chosen.items()))
 
 
 def _fmt_score(s: Score | None) -> dict[str, Any] | None:
     return s.as_json() if s is not None else None
 
 
-def _quality(model: ModelSummary, tasks: list[str]) -> tuple[float | None, float | None, Interval | None, int]:
+def _quality(scores: dict[str, Score], tasks: list[str]) -> tuple[float | None, float | None, Interval | None, int]:
     """Macro mean over the selected tasks the model has; SE of the mean of independent tasks."""
-    got = [model.scores[t] for t in tasks if t in model.scores and model.scores[t].value is not None]
+    got = [scores[t] for t in tasks if t in scores and scores[t].value is not None]
     if not got:
         return None, None, None, 0
     k = len(got)
@@ -81,6 +122,7 @@ class _Ranked:
     their quality over the chosen columns, and tie-aware ranks."""
 
     models: list[ModelSummary]
+    scores: list[dict[str, Score]]  # per model: task -> the score shown (the chosen metric's)
     quality: list[tuple[float | None, float | None, Interval | None, int]]
     complete: list[bool]
     ranks: list[int | None]
@@ -94,8 +136,23 @@ class _Ranked:
         return self._index
 
 
-def _ranked(snap: Snapshot, columns: tuple[str, ...], include_hidden: bool, flagged_only: bool) -> _Ranked:
-    key = ("ranked", columns, include_hidden, flagged_only)
+def _scores(model: ModelSummary, metrics: tuple[tuple[str, str], ...]) -> dict[str, Score]:
+    """The model's scores, with each chosen task's from the chosen metric (absent if it has none)."""
+    if not metrics:
+        return model.scores
+    out = dict(model.scores)
+    for task, key in metrics:
+        chosen = score_by(model, task, key) if task in model.scores else None
+        if chosen is None:
+            out.pop(task, None)
+        else:
+            out[task] = chosen
+    return out
+
+
+def _ranked(snap: Snapshot, columns: tuple[str, ...], include_hidden: bool, flagged_only: bool,
+            metrics: tuple[tuple[str, str], ...] = ()) -> _Ranked:
+    key = ("ranked", columns, include_hidden, flagged_only, metrics)
     hit = snap.memo.get(key)
     if hit is not None:
         return hit
@@ -104,14 +161,15 @@ def _ranked(snap: Snapshot, columns: tuple[str, ...], include_hidden: bool, flag
         if (include_hidden or not m.hidden) and (not flagged_only or any(f.flagged for f in m.audit))
     ]
     cols = list(columns)
-    qual = [_quality(m, cols) for m in models]
+    scores = [_scores(m, metrics) for m in models]
+    qual = [_quality(sc, cols) for sc in scores]
     complete = [k == len(cols) and k > 0 for (_, _, _, k) in qual]
     ranks = ci_overlap_ranks([iv if ok else None for (_, _, iv, _), ok in zip(qual, complete, strict=True)])
     gaps = []
     for m in models:
         values = [g["gap"] for g in private_gaps(m).values() if g["gap"] is not None] if m.private else []
         gaps.append(max(values) if values else None)
-    out = _Ranked(models, qual, complete, ranks, gaps)
+    out = _Ranked(models, scores, qual, complete, ranks, gaps)
     if len(snap.memo) > 64:  # many distinct column choices: start over rather than grow
         snap.memo.clear()
     snap.memo[key] = out
@@ -120,7 +178,7 @@ def _ranked(snap: Snapshot, columns: tuple[str, ...], include_hidden: bool, flag
 
 def leaderboard(snap: Snapshot, query: LeaderboardQuery) -> dict[str, Any]:
     columns = tuple(t for t in query.tasks if t in snap.tasks) if query.tasks else tuple(snap.tasks)
-    base = _ranked(snap, columns, query.include_hidden, query.flagged_only)
+    base = _ranked(snap, columns, query.include_hidden, query.flagged_only, query.metrics)
     weighted = weighted_scores(
         [q[0] if ok else None for q, ok in zip(base.quality, base.complete, strict=True)],
         [m.efficiency.cost_per_1k for m in base.models],
@@ -135,7 +193,8 @@ def leaderboard(snap: Snapshot, query: LeaderboardQuery) -> dict[str, Any]:
     return {
         "tasks": list(columns),
         "all_tasks": list(snap.tasks),
-        "primary_metric": {t: snap.primary.get(t) for t in columns},
+        "primary_metric": {t: dict(query.metrics).get(t) or snap.primary.get(t) for t in columns},
+        "metric_choice": dict(query.metrics),
         "weights": {"quality": query.weights.quality, "cost": query.weights.cost, "speed": query.weights.speed},
         "sort": query.sort,
         "desc": _direction(query),
@@ -163,7 +222,7 @@ def _row(base: _Ranked, i: int, weighted: float, columns: tuple[str, ...]) -> di
         "tasks_scored": k,
         "complete": base.complete[i],
         "weighted_score": weighted,
-        "scores": {t: _fmt_score(m.scores.get(t)) for t in columns},
+        "scores": {t: _fmt_score(base.scores[i].get(t)) for t in columns},
         "efficiency": m.efficiency.as_json(),
         "audit": {"flagged": any(f.flagged for f in m.audit), "verdicts": [f.as_json() for f in m.audit]},
         "private_gap": base.gaps[i],
@@ -203,7 +262,7 @@ def _order(shown: list[int], base: _Ranked, weighted: list[float], columns: tupl
         if key == "private_gap":
             return base.gaps[i]
         if key.startswith("task:"):
-            s = m.scores.get(key[5:])
+            s = base.scores[i].get(key[5:])
             return s.value if s else None
         return m.name.lower()
 

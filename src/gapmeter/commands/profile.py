@@ -50,7 +50,8 @@ def print_profiles(profiles: Sequence[RunProfile], console: Console) -> None:
                 continue
             ci = f" [{s.ci[0]:.3f}, {s.ci[1]:.3f}]" if s.ci else ""
             rank = f" #{ranks[p.run_id]}" if p.run_id in ranks else ""
-            cells.append(f"{s.value:.3f}{ci} n={s.n_items}{rank}")
+            rescaled = " (rescaled)" if any(t.rescaled_from for t in s.tasks) else ""
+            cells.append(f"{s.value:.3f}{ci} n={s.n_items}{rank}{rescaled}")
             tasks.extend(t.unit.name for t in s.tasks if t.unit.name not in tasks)
         table.add_row(dim, *cells, ", ".join(tasks))
     print_table(console, table)
@@ -66,8 +67,12 @@ def run_profile(refs: Sequence[str], *, db: str | None, output_path: Path, conso
     runs = open_labelled(refs, db)
     profiles = [run_profile_of(r, metric=metric) for r in runs]
     if not any(p.dimensions for p in profiles):
-        raise ConfigError("no task of these runs has a dimension and a 0-1 score; declare `dimension:` in the task YAML")
+        raise ConfigError("no task of these runs has a dimension and a 0-1 score (or a higher-is-better metric of "
+                          "declared range, such as judge_score); declare `dimension:` in the task YAML")
     title = "capability profile: " + ", ".join(p.label for p in profiles)
+    rescaled = sorted({t.unit.metric for p in profiles for d in p.dimensions.values() for t in d.tasks if t.rescaled_from})
+    if rescaled:
+        title += f" ({', '.join(rescaled)} rescaled to 0-1)"
     if not as_json:
         print_profiles(profiles, console)
     write_radar_html(profiles, output_path / "profile.html", title)

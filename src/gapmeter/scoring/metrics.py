@@ -165,6 +165,9 @@ def _bpb_items(d: RollingDoc) -> tuple[float, int]:
 
 
 METRICS.hook_only("mc2", aggregation="mean", higher_is_better=True)  # TruthfulQA's hook
+# `gapmeter judge`'s metrics (judge/single.py): a mean 1-10 rating, a pass rate.
+METRICS.hook_only("judge_score", aggregation="mean", higher_is_better=True, value_range=(1.0, 10.0))
+METRICS.hook_only("judge_pass", aggregation="mean", higher_is_better=True, value_range=(0.0, 1.0))
 
 
 def _sacrebleu_item(d: GenerationDoc) -> tuple[Any, str]:

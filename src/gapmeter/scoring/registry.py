@@ -98,7 +98,10 @@ class MetricSpec:
     ``options`` are the option keys a task may set (None: any, for user metrics), ``required``
     those it must set. ``needs_unconditional`` asks multiple-choice tasks for the extra
     ``("", choice)`` loglikelihood requests (lm-eval's acc_mutual_info). A spec with no output
-    types is a name known to ``process_results`` hooks only (``mc2``).
+    types is a name produced outside the per-document functions (``mc2`` by a ``process_results``
+    hook, ``judge_score`` by ``gapmeter judge``). ``value_range`` is the (lowest, highest) value
+    the metric can take where it is fixed (``judge_score``: 1–10), so ``profile`` can rescale it
+    to 0–1; None where it is not declared.
     """
 
     name: str
@@ -110,6 +113,7 @@ class MetricSpec:
     prepare: Prepare | None = None
     needs_unconditional: bool = False
     library: str = "gapmeter"
+    value_range: tuple[float, float] | None = None
 
     @property
     def output_types(self) -> frozenset[str]:
@@ -175,17 +179,24 @@ class MetricRegistry(dict[str, MetricSpec]):
 
         return decorate
 
-    def hook_only(self, name: str, *, aggregation: str, higher_is_better: bool) -> None:
-        """A name only ``process_results`` hooks produce: known for its aggregation/direction."""
-        self._add(MetricSpec(name=name, aggregation=aggregation, higher_is_better=higher_is_better))
+    def hook_only(self, name: str, *, aggregation: str, higher_is_better: bool,
+                  value_range: tuple[float, float] | None = None) -> None:
+        """A name produced outside the per-document functions (a ``process_results`` hook, the
+        judge): known for its aggregation, direction and, where fixed, its range."""
+        if value_range is not None and not value_range[0] < value_range[1]:
+            raise ValueError(f"metric {name!r}: value_range {value_range} is not (low, high) with low < high")
+        self._add(MetricSpec(name=name, aggregation=aggregation, higher_is_better=higher_is_better,
+                             value_range=value_range))
 
     def _add(self, spec: MetricSpec) -> None:
         old = self.get(spec.name)
         if old is None:
             self[spec.name] = spec
             return
-        same = (old.aggregation, old.higher_is_better, old.options, old.required, old.needs_unconditional)
-        if same != (spec.aggregation, spec.higher_is_better, spec.options, spec.required, spec.needs_unconditional):
+        same = (old.aggregation, old.higher_is_better, old.options, old.required, old.needs_unconditional,
+                old.value_range)
+        if same != (spec.aggregation, spec.higher_is_better, spec.options, spec.required, spec.needs_unconditional,
+                    spec.value_range):
             raise ValueError(f"metric {spec.name!r} registered twice with different defaults")
         clash = old.output_types & spec.output_types
         if clash:
@@ -194,7 +205,7 @@ class MetricRegistry(dict[str, MetricSpec]):
             name=old.name, aggregation=old.aggregation, higher_is_better=old.higher_is_better,
             per_doc={**old.per_doc, **spec.per_doc}, options=old.options, required=old.required,
             prepare=old.prepare or spec.prepare, needs_unconditional=old.needs_unconditional,
-            library=old.library,
+            library=old.library, value_range=old.value_range,
         )
 
     def supporting(self, output_type: str) -> list[str]:
