@@ -112,7 +112,7 @@ def test_a_briefly_trained_judge_gives_readable_verdicts_through_serve(tmp_path:
         single = judge_command(JudgeOptions([runs["mixed"]], "openai", args, rubric=rubric, scale="pass_fail",
                                             max_tokens=8), _Quiet(), _Quiet())
         pair = judge_command(JudgeOptions([runs["right"], runs["mixed"]], "openai", args, rubric=rubric,
-                                          pairwise=True, max_tokens=8), _Quiet(), _Quiet())
+                                          pairwise=True, max_tokens=8, output=tmp_path / "pairwise.json"), _Quiet(), _Quiet())
     (summary,) = single["runs"].values()
     assert summary["unparseable"] == 0 and summary["retried"] == 0
     assert summary["calibration"]["n"] == 4 and summary["calibration"]["unparseable"] == 0
