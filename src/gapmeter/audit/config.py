@@ -27,10 +27,10 @@ class AuditConfig:
     oren_round: int = 1
     oren_futility_p: float = 0.3
     # From the look whose pools hold this many orderings per shard on, the futility bound is
-    # oren_late_futility_p (default: alpha): a test not significant at alpha after 7 other
+    # oren_late_futility_p (default: alpha): a test not significant at alpha after 3 other
     # orderings per shard is stopped rather than scored up to 50 (issue 18's budget; futility
     # stops never add a rejection, so the level holds; the power traded is in docs/audit.md).
-    oren_late_look_pool: int = 8
+    oren_late_look_pool: int = 4
     oren_late_futility_p: float | None = None
     # Efficacy stop: each interim look spends oren_interim_weight of the level on a
     # conservative p-value (Hoeffding's bound on the exact randomization p, no Monte-Carlo
