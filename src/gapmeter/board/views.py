@@ -57,20 +57,29 @@ def metric_keys(snap: Snapshot, task: str) -> list[str]:
     return sorted(memo.get(task, ()))
 
 
+def parse_metric_choice(value: str) -> tuple[str, str]:
+    """``TASK=METRIC[,FILTER]`` → (task, "metric,filter"), filter ``none`` when not given; a
+    ValueError saying the expected form otherwise (the board's query and `gapmeter board --metric`)."""
+    task, sep, metric = (part.strip() for part in value.partition("="))
+    name, _, filt = metric.partition(",")
+    if not sep or not task or not name.strip() or "," in filt:
+        raise ValueError("expected TASK=METRIC or TASK=METRIC,FILTER")
+    return task, f"{name.strip()},{filt.strip() or 'none'}"
+
+
 def metric_choices(snap: Snapshot, values: list[str]) -> tuple[tuple[str, str], ...]:
     """``TASK=METRIC[,FILTER]`` query values (filter ``none`` when not given), checked against
     the board: a task it has a column for, a metric some visible run has for it."""
     chosen: dict[str, str] = {}
     for value in values:
-        task, sep, metric = (part.strip() for part in value.partition("="))
-        name, _, filt = metric.partition(",")
-        if not sep or not task or not name.strip() or "," in filt:
-            raise MetricChoiceError(f"invalid parameter metric={value!r}: expected TASK=METRIC or TASK=METRIC,FILTER")
+        try:
+            task, key = parse_metric_choice(value)
+        except ValueError as e:
+            raise MetricChoiceError(f"invalid parameter metric={value!r}: {e}") from None
         if task in chosen:
             raise MetricChoiceError(f"invalid parameter metric={value!r}: task {task!r} is chosen twice")
         if task not in snap.tasks:
             raise MetricChoiceError(f"invalid parameter metric={value!r}: the board has no task {task!r}")
-        key = f"{name.strip()},{filt.strip() or 'none'}"
         known = metric_keys(snap, task)
         if key not in known:
             raise MetricChoiceError(f"invalid parameter metric={value!r}: no run on the board has {key} for "

@@ -80,15 +80,17 @@ def serve(
 
 def parse_metric_choices(values: list[str]) -> dict[str, str]:
     """``TASK=METRIC[,FILTER]`` options -> task -> ``metric,filter`` (filter ``none`` if not given)."""
+    from gapmeter.board.views import parse_metric_choice
+
     out: dict[str, str] = {}
     for value in values:
-        task, sep, metric = (part.strip() for part in value.partition("="))
-        name, _, filt = metric.partition(",")
-        if not sep or not task or not name.strip() or "," in filt:
-            raise GapmeterError(f"--metric {value!r}: expected TASK=METRIC or TASK=METRIC,FILTER, e.g. support_faq=judge_score")
+        try:
+            task, key = parse_metric_choice(value)
+        except ValueError as e:
+            raise GapmeterError(f"--metric {value!r}: {e}, e.g. support_faq=judge_score") from None
         if task in out:
             raise GapmeterError(f"--metric {value!r}: task {task!r} is given twice")
-        out[task] = f"{name.strip()},{filt.strip() or 'none'}"
+        out[task] = key
     return out
 
 
