@@ -57,34 +57,35 @@ def metric_keys(snap: Snapshot, task: str) -> list[str]:
     return sorted(memo.get(task, ()))
 
 
-def parse_metric_choice(value: str) -> tuple[str, str]:
-    """``TASK=METRIC[,FILTER]`` → (task, "metric,filter"), filter ``none`` when not given; a
-    ValueError saying the expected form otherwise (the board's query and `gapmeter board --metric`)."""
-    task, sep, metric = (part.strip() for part in value.partition("="))
-    name, _, filt = metric.partition(",")
-    if not sep or not task or not name.strip() or "," in filt:
-        raise ValueError("expected TASK=METRIC or TASK=METRIC,FILTER")
-    return task, f"{name.strip()},{filt.strip() or 'none'}"
+def parse_metric_choices(values: list[str]) -> dict[str, str]:
+    """``TASK=METRIC[,FILTER]`` values → task → "metric,filter" (filter ``none`` when not given);
+    a ValueError naming the value otherwise (the board's query and `gapmeter board --metric`)."""
+    chosen: dict[str, str] = {}
+    for value in values:
+        task, sep, metric = (part.strip() for part in value.partition("="))
+        name, _, filt = metric.partition(",")
+        if not sep or not task or not name.strip() or "," in filt:
+            raise ValueError(f"{value!r}: expected TASK=METRIC or TASK=METRIC,FILTER, e.g. support_faq=judge_score")
+        if task in chosen:
+            raise ValueError(f"{value!r}: task {task!r} is chosen twice")
+        chosen[task] = f"{name.strip()},{filt.strip() or 'none'}"
+    return chosen
 
 
 def metric_choices(snap: Snapshot, values: list[str]) -> tuple[tuple[str, str], ...]:
-    """``TASK=METRIC[,FILTER]`` query values (filter ``none`` when not given), checked against
-    the board: a task it has a column for, a metric some visible run has for it."""
-    chosen: dict[str, str] = {}
-    for value in values:
-        try:
-            task, key = parse_metric_choice(value)
-        except ValueError as e:
-            raise MetricChoiceError(f"invalid parameter metric={value!r}: {e}") from None
-        if task in chosen:
-            raise MetricChoiceError(f"invalid parameter metric={value!r}: task {task!r} is chosen twice")
+    """``TASK=METRIC[,FILTER]`` query values, checked against the board: a task it has a
+    column for, a metric some visible run has for it."""
+    try:
+        chosen = parse_metric_choices(values)
+    except ValueError as e:
+        raise MetricChoiceError(f"invalid parameter metric={e}") from None
+    for value, (task, key) in zip(values, chosen.items(), strict=True):  # one entry per value, in order
         if task not in snap.tasks:
             raise MetricChoiceError(f"invalid parameter metric={value!r}: the board has no task {task!r}")
         known = metric_keys(snap, task)
         if key not in known:
             raise MetricChoiceError(f"invalid parameter metric={value!r}: no run on the board has {key} for "
                                     f"{task} (it has: {', '.join(known)})")
-        chosen[task] = key
     return tuple(sorted(chosen.items()))
 
 

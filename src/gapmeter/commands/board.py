@@ -79,19 +79,13 @@ def serve(
 
 
 def parse_metric_choices(values: list[str]) -> dict[str, str]:
-    """``TASK=METRIC[,FILTER]`` options -> task -> ``metric,filter`` (filter ``none`` if not given)."""
-    from gapmeter.board.views import parse_metric_choice
+    """``--metric TASK=METRIC[,FILTER]`` options -> task -> ``metric,filter``."""
+    from gapmeter.board.views import parse_metric_choices as parse
 
-    out: dict[str, str] = {}
-    for value in values:
-        try:
-            task, key = parse_metric_choice(value)
-        except ValueError as e:
-            raise GapmeterError(f"--metric {value!r}: {e}, e.g. support_faq=judge_score") from None
-        if task in out:
-            raise GapmeterError(f"--metric {value!r}: task {task!r} is given twice")
-        out[task] = key
-    return out
+    try:
+        return parse(values)
+    except ValueError as e:
+        raise GapmeterError(f"--metric {e}") from None
 
 
 def _sessions(ctx: typer.Context, db: str | None):  # noqa: ANN202
