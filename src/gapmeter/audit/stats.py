@@ -36,6 +36,18 @@ def one_sided_t(values: Sequence[float]) -> TestResult:
     return TestResult(t, float(st.t.sf(t, df=len(a) - 1)))
 
 
+def _centred_pools(pools: Sequence[Sequence[float]]) -> list[np.ndarray]:
+    """Per shard, c[u] = L(u) − mean_{v≠u} L(v) = n/(n−1)·(L(u) − mean): the shard's difference if
+    ordering u were the canonical one (the randomization tests' null draws)."""
+    if len(pools) < 1 or any(len(p) < 2 for p in pools):
+        raise ValueError("every shard needs its canonical ordering and at least one other")
+    out = []
+    for p in pools:
+        a = np.asarray(p, dtype=float)
+        out.append((a - a.mean()) * len(a) / (len(a) - 1))
+    return out
+
+
 def pooled_exchangeability_test(
     pools: Sequence[Sequence[float]], *, n_resamples: int = 10_000, rng: np.random.Generator | None = None,
 ) -> TestResult:
@@ -55,16 +67,12 @@ def pooled_exchangeability_test(
     scipy.stats.permutation_test covers the 2-ordering case (sign flips) but not pools of more
     than two members per stratum, hence this implementation (checked against scipy in the tests).
     """
-    if len(pools) < 1 or any(len(p) < 2 for p in pools):
-        raise ValueError("every shard needs its canonical ordering and at least one other")
-    sizes = np.array([len(p) for p in pools])
-    width = int(sizes.max())
-    # centred[i, u] = L_i(u) − mean_{v≠u} L_i(v) = n/(n−1)·(L_i(u) − mean_i): shard i's difference
-    # if ordering u were the canonical one (padding columns are never drawn).
-    centred = np.zeros((len(pools), width))
-    for i, p in enumerate(pools):
-        a = np.asarray(p, dtype=float)
-        centred[i, : len(a)] = (a - a.mean()) * len(a) / (len(a) - 1)
+    rows = _centred_pools(pools)
+    sizes = np.array([len(c) for c in rows])
+    # padding columns are never drawn
+    centred = np.zeros((len(rows), int(sizes.max())))
+    for i, c in enumerate(rows):
+        centred[i, : len(c)] = c
     r = len(pools)
     observed = float(centred[:, 0].sum()) / r
     # Sums of the same terms in another order differ by rounding: compare with a tolerance.
@@ -95,17 +103,10 @@ def exchangeability_tail_bound(pools: Sequence[Sequence[float]]) -> float:
     t > 0 (T the mean over r shards). It is never below the exact p, hence a valid p-value that
     can be as small as the data warrant, where a Monte-Carlo p stops at 1/(1 + resamples).
     """
-    r = len(pools)
-    if r == 0 or any(len(p) < 2 for p in pools):
-        raise ValueError("every shard needs its canonical ordering and at least one other")
-    observed = 0.0
-    spread = 0.0
-    for p in pools:
-        a = np.asarray(p, dtype=float)
-        centred = (a - a.mean()) * len(a) / (len(a) - 1)
-        observed += float(centred[0])
-        spread += float(centred.max() - centred.min()) ** 2
-    observed /= r
+    rows = _centred_pools(pools)
+    r = len(rows)
+    observed = sum(float(c[0]) for c in rows) / r
+    spread = sum(float(c.max() - c.min()) ** 2 for c in rows)
     if observed <= 0 or spread == 0:
         return 1.0
     return float(min(1.0, np.exp(-2.0 * r * r * observed * observed / spread)))
